@@ -224,3 +224,23 @@ def server_version(connection: Any) -> tuple[int, str]:
         cur.execute("SELECT current_setting('server_version_num')::int, version()")
         num, text = cur.fetchone()
     return int(num), str(text)
+
+
+def table_row_counts(connection: Any, schema: str = "public") -> dict[str, int]:
+    """Exact row count of every ordinary table in ``schema``, sorted by table name.
+
+    Exact (``count(*)``), not the planner's estimate: backups and migrations compare these figures for
+    equality, so an estimate would either hide lost rows or report losses that did not happen.
+    """
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = %s AND c.relkind IN ('r', 'p') ORDER BY c.relname",
+            (schema,),
+        )
+        tables = [row[0] for row in cur.fetchall()]
+        counts: dict[str, int] = {}
+        for table in tables:
+            cur.execute(sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table)))
+            counts[table] = int(cur.fetchone()[0])
+    return counts
