@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 INVENTORY ?= inventories/local
 STAMP := $(VENV)/.installed-$(shell sha256sum requirements.txt | cut -c1-12)
 
-.PHONY: setup up down demo demo-reset test unit integration lint clean
+.PHONY: setup up down demo demo-reset test unit integration lint build clean
 
 setup: $(STAMP) .collections/ansible_collections/tracehub/deploy
 
@@ -49,6 +49,12 @@ lint: setup
 	$(BIN)/ruff check plugins tools tests alembic
 	$(BIN)/ruff format --check plugins tools tests alembic
 
+# The collection as Galaxy ships it: build the artifact, then prove it installs.
+build: setup
+	@rm -rf build && mkdir -p build
+	$(BIN)/ansible-galaxy collection build --force --output-path build .
+	$(BIN)/ansible-galaxy collection install --force -p build/collections build/tracehub-deploy-*.tar.gz
+
 clean:
 	@test -x $(BIN)/python && $(BIN)/python -m tools.localpg clean --inventory $(INVENTORY) || true
-	rm -rf .local .collections
+	rm -rf .local .collections build

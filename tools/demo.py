@@ -1,0 +1,87 @@
+"""`make demo`: run the main job (playbooks/site.yml) on the local inventory and summarise it from the run record.
+
+Each local database that is still empty is first brought to revision 002 and filled with realistic
+TraceHub data (tools.seed). ``--reset-only`` (``make demo-reset``) drops the databases and rebuilds them at
+002, so the next ``make demo`` migrates again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT_DIR / ".collections"))
+
+from ansible_collections.tracehub.deploy.plugins.module_utils.pg import ConnInfo, connect  # noqa: E402
+from ansible_collections.tracehub.deploy.plugins.module_utils.run_record import read_record  # noqa: E402
+from tools.localpg import InventoryDatabase, inventory_databases  # noqa: E402
+from tools.seed import seed  # noqa: E402
+from tools.summary import render_summary  # noqa: E402
+
+
+def conn_info(db: InventoryDatabase) -> ConnInfo:
+    """How the application role reaches a local inventory database."""
+    return ConnInfo(host="127.0.0.1", port=db.server.port, user=db.user, password=db.password, dbname=db.dbname,
+                    sslmode="disable")
+
+
+def is_empty(conn: ConnInfo) -> bool:
+    """True when the database has no tables at all (never seeded, never migrated)."""
+    connection = connect(conn)
+    try:
+        with connection.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'")
+            return cur.fetchone()[0] == 0
+    finally:
+        connection.close()
+
+
+def prepare(databases: list[InventoryDatabase], reset: bool) -> None:
+    """Seed empty databases at 002; with ``reset``, rebuild them from scratch first."""
+    for db in databases:
+        if reset:
+            db.server.drop_database(db.dbname)
+            db.server.ensure_application_database(db.dbname, db.user, db.password)
+        conn = conn_info(db)
+        if is_empty(conn):
+            started = time.monotonic()
+            counts = seed(conn)
+            print(f"{db.host}: seeded TraceHub at revision 002 with {sum(counts.values())} rows "
+                  f"in {time.monotonic() - started:.1f} s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--inventory", default="inventories/local")
+    parser.add_argument("--reset-only", action="store_true", help="rebuild the databases at 002 and stop")
+    args = parser.parse_args(argv)
+    inventory = (PROJECT_DIR / args.inventory).resolve()
+    databases = inventory_databases(inventory)
+    prepare(databases, reset=args.reset_only)
+    if args.reset_only:
+        print("Databases rebuilt at revision 002: `make demo` migrates them again.")
+        return 0
+
+    run_id = datetime.now(timezone.utc).strftime("demo-%Y%m%dT%H%M%SZ")
+    argv_play = [str(PROJECT_DIR / ".venv" / "bin" / "ansible-playbook"), "-i", str(inventory),
+                 str(PROJECT_DIR / "playbooks" / "site.yml"), "-e", f"tracehub_run_id={run_id}"]
+    started = time.monotonic()
+    completed = subprocess.run(argv_play, cwd=PROJECT_DIR, env=dict(os.environ, ANSIBLE_FORCE_COLOR="0"), check=False)
+    elapsed = time.monotonic() - started
+    record_file = PROJECT_DIR / ".local" / "runs" / f"{run_id}.json"
+    if record_file.exists():
+        print(render_summary(read_record(record_file), playbook_seconds=elapsed, record_path=record_file))
+    if completed.returncode != 0:
+        print(f"\nThe main job failed (ansible-playbook exit {completed.returncode}); see the output above.",
+              file=sys.stderr)
+    return completed.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main())
