@@ -44,8 +44,14 @@ def pg_server():
 @pytest.fixture(scope="session")
 def admin_conn(pg_server) -> ConnInfo:
     """Superuser ConnInfo of the test server (database ``postgres``)."""
-    return ConnInfo(host="127.0.0.1", port=pg_server.port, user="postgres", password=pg_server.superuser_password(),
-                    dbname="postgres", sslmode="disable")
+    return ConnInfo(
+        host="127.0.0.1",
+        port=pg_server.port,
+        user="postgres",
+        password=pg_server.superuser_password(),
+        dbname="postgres",
+        sslmode="disable",
+    )
 
 
 @pytest.fixture
@@ -53,8 +59,9 @@ def fresh_db(pg_server, admin_conn) -> ConnInfo:
     """A throwaway empty database owned by the application role; dropped after the test."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     pg_server.ensure_application_database(name, APP_USER, APP_PASSWORD)
-    yield ConnInfo(host="127.0.0.1", port=pg_server.port, user=APP_USER, password=APP_PASSWORD, dbname=name,
-                   sslmode="disable")
+    yield ConnInfo(
+        host="127.0.0.1", port=pg_server.port, user=APP_USER, password=APP_PASSWORD, dbname=name, sslmode="disable"
+    )
     pg_server.drop_database(name)
 
 

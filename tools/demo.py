@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -27,8 +27,9 @@ from tools.summary import render_summary  # noqa: E402
 
 def conn_info(db: InventoryDatabase) -> ConnInfo:
     """How the application role reaches a local inventory database."""
-    return ConnInfo(host="127.0.0.1", port=db.server.port, user=db.user, password=db.password, dbname=db.dbname,
-                    sslmode="disable")
+    return ConnInfo(
+        host="127.0.0.1", port=db.server.port, user=db.user, password=db.password, dbname=db.dbname, sslmode="disable"
+    )
 
 
 def is_empty(conn: ConnInfo) -> bool:
@@ -52,8 +53,10 @@ def prepare(databases: list[InventoryDatabase], reset: bool) -> None:
         if is_empty(conn):
             started = time.monotonic()
             counts = seed(conn)
-            print(f"{db.host}: seeded TraceHub at revision 002 with {sum(counts.values())} rows "
-                  f"in {time.monotonic() - started:.1f} s")
+            print(
+                f"{db.host}: seeded TraceHub at revision 002 with {sum(counts.values())} rows "
+                f"in {time.monotonic() - started:.1f} s"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,9 +71,15 @@ def main(argv: list[str] | None = None) -> int:
         print("Databases rebuilt at revision 002: `make demo` migrates them again.")
         return 0
 
-    run_id = datetime.now(timezone.utc).strftime("demo-%Y%m%dT%H%M%SZ")
-    argv_play = [str(PROJECT_DIR / ".venv" / "bin" / "ansible-playbook"), "-i", str(inventory),
-                 str(PROJECT_DIR / "playbooks" / "site.yml"), "-e", f"tracehub_run_id={run_id}"]
+    run_id = datetime.now(UTC).strftime("demo-%Y%m%dT%H%M%SZ")
+    argv_play = [
+        str(PROJECT_DIR / ".venv" / "bin" / "ansible-playbook"),
+        "-i",
+        str(inventory),
+        str(PROJECT_DIR / "playbooks" / "site.yml"),
+        "-e",
+        f"tracehub_run_id={run_id}",
+    ]
     started = time.monotonic()
     completed = subprocess.run(argv_play, cwd=PROJECT_DIR, env=dict(os.environ, ANSIBLE_FORCE_COLOR="0"), check=False)
     elapsed = time.monotonic() - started
@@ -78,8 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     if record_file.exists():
         print(render_summary(read_record(record_file), playbook_seconds=elapsed, record_path=record_file))
     if completed.returncode != 0:
-        print(f"\nThe main job failed (ansible-playbook exit {completed.returncode}); see the output above.",
-              file=sys.stderr)
+        print(
+            f"\nThe main job failed (ansible-playbook exit {completed.returncode}); see the output above.",
+            file=sys.stderr,
+        )
     return completed.returncode
 
 

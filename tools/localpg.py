@@ -111,7 +111,8 @@ class LocalServer:
         if account is None or _traversable_by_others(self.base_dir.parent):
             return wanted
         digest = hashlib.sha256(str(wanted).encode()).hexdigest()[:12]
-        return Path("/var/tmp") / f"tracehub-pg-{digest}" / self.name
+        # Named after the checkout so that several checkouts never share servers.
+        return Path("/var/tmp") / f"tracehub-pg-{digest}" / self.name  # noqa: S108
 
     @property
     def datadir(self) -> Path:
@@ -132,7 +133,7 @@ class LocalServer:
             kwargs = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
         env = dict(os.environ, LC_ALL="C", LANG="C")
         env.pop("PGDATA", None)
-        completed = subprocess.run(argv, capture_output=True, text=True, check=False, cwd="/", env=env, **kwargs)  # noqa: S603
+        completed = subprocess.run(argv, capture_output=True, text=True, check=False, cwd="/", env=env, **kwargs)
         if check and completed.returncode != 0:
             raise LocalPgError(f"{' '.join(argv)} failed (rc {completed.returncode}): {completed.stderr.strip()}")
         return completed
@@ -143,7 +144,9 @@ class LocalServer:
     def is_running(self) -> bool:
         if not (self.datadir / "PG_VERSION").exists():
             return False
-        return self._run([str(find_bindir() / "pg_ctl"), "status", "-D", str(self.datadir)], check=False).returncode == 0
+        return (
+            self._run([str(find_bindir() / "pg_ctl"), "status", "-D", str(self.datadir)], check=False).returncode == 0
+        )
 
     def start(self) -> bool:
         """Initialise if needed and start; returns False when it was already running."""
@@ -168,7 +171,19 @@ class LocalServer:
             )
         options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.state_dir}"
         self._run(
-            [str(bindir / "pg_ctl"), "start", "-w", "-t", "60", "-D", str(self.datadir), "-l", str(self.logfile), "-o", options]
+            [
+                str(bindir / "pg_ctl"),
+                "start",
+                "-w",
+                "-t",
+                "60",
+                "-D",
+                str(self.datadir),
+                "-l",
+                str(self.logfile),
+                "-o",
+                options,
+            ]
         )
         return True
 
@@ -185,9 +200,12 @@ class LocalServer:
             self._run(
                 [
                     str(bindir / "initdb"),
-                    "-D", str(self.datadir),
-                    "-U", "postgres",
-                    "--pwfile", str(pwfile),
+                    "-D",
+                    str(self.datadir),
+                    "-U",
+                    "postgres",
+                    "--pwfile",
+                    str(pwfile),
                     "--auth-local=scram-sha-256",
                     "--auth-host=scram-sha-256",
                     "--encoding=UTF8",
@@ -218,7 +236,7 @@ class LocalServer:
             link.unlink()
         self.superuser_password_file.unlink(missing_ok=True)
 
-    def admin_connect(self, dbname: str = "postgres"):  # noqa: ANN201 - psycopg2 connection
+    def admin_connect(self, dbname: str = "postgres"):
         import psycopg2
 
         return psycopg2.connect(
@@ -236,13 +254,17 @@ class LocalServer:
             with connection.cursor() as cur:
                 cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (owner,))
                 if cur.fetchone() is None:
-                    cur.execute(sql.SQL("CREATE ROLE {} LOGIN CREATEDB PASSWORD %s").format(sql.Identifier(owner)), (password,))
+                    cur.execute(
+                        sql.SQL("CREATE ROLE {} LOGIN CREATEDB PASSWORD %s").format(sql.Identifier(owner)), (password,)
+                    )
                     created = True
                 else:
                     cur.execute(sql.SQL("ALTER ROLE {} PASSWORD %s").format(sql.Identifier(owner)), (password,))
                 cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,))
                 if cur.fetchone() is None:
-                    cur.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(dbname), sql.Identifier(owner)))
+                    cur.execute(
+                        sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(dbname), sql.Identifier(owner))
+                    )
                     created = True
         finally:
             connection.close()
@@ -335,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
                 server.remove()
                 print(f"{db.host}: stopped and removed")
             else:
-                print(f"{db.host}: {'running' if server.is_running() else 'stopped'} (port {server.port}, {server.state_dir})")
+                state = "running" if server.is_running() else "stopped"
+                print(f"{db.host}: {state} (port {server.port}, {server.state_dir})")
     except LocalPgError as exc:
         print(f"localpg: {exc}", file=sys.stderr)
         return 1

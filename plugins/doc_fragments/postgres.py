@@ -51,5 +51,3 @@ options:
 requirements:
   - psycopg2 (psycopg2-binary)
 """
-
-

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ansible_collections.tracehub.deploy.plugins.module_utils.pg import ConnInfo
 from ansible_collections.tracehub.deploy.plugins.module_utils.runner import BASE_ENV, CommandResult, Run

@@ -11,8 +11,9 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from typing import Any, Iterator
+from typing import Any
 
 from ansible_collections.tracehub.deploy.plugins.module_utils.errors import ConnectionFailedError, LockHeldError
 
@@ -174,7 +175,10 @@ def describe_lock_holder(cur: Any) -> str:
     if row is None:
         return "another session (it has just finished or is not visible to this user)"
     pid, app, user, addr, started, state = row
-    return f"{app or 'an unnamed client'} (pid {pid}, user {user}, from {addr or 'local socket'}, since {started:%Y-%m-%d %H:%M:%S %Z}, {state})"
+    since = f"{started:%Y-%m-%d %H:%M:%S %Z}"
+    return (
+        f"{app or 'an unnamed client'} (pid {pid}, user {user}, from {addr or 'local socket'}, since {since}, {state})"
+    )
 
 
 @contextlib.contextmanager

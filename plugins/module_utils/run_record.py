@@ -17,10 +17,11 @@ import os
 import re
 import socket
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from ansible_collections.tracehub.deploy.plugins.module_utils.errors import RecordError
 
@@ -31,7 +32,7 @@ _SECRET_KEY_PATTERN = re.compile(r"pass(word)?|secret|token|pgpass|dsn", re.IGNO
 
 def utc_now() -> datetime:
     """The current time, timezone-aware UTC."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +85,7 @@ def _parse_time(text: str | None) -> datetime | None:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
         raise RecordError(f"Recording the phase failed: started={text!r} is not an ISO-8601 time.") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def record_path(records_dir: Path, run_id: str) -> Path:

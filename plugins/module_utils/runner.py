@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,5 +39,5 @@ BASE_ENV = {"LC_ALL": "C", "LANG": "C"}
 def subprocess_runner(argv: Sequence[str], extra_env: Mapping[str, str]) -> CommandResult:
     """Run argv with the inherited environment plus ``extra_env``; for use outside Ansible."""
     env = dict(os.environ) | BASE_ENV | dict(extra_env)
-    completed = subprocess.run(list(argv), env=env, capture_output=True, text=True, check=False)  # noqa: S603
+    completed = subprocess.run(list(argv), env=env, capture_output=True, text=True, check=False)
     return CommandResult(tuple(argv), completed.returncode, completed.stdout, completed.stderr)

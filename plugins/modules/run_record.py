@@ -49,7 +49,9 @@ options:
     description: When the phase started, ISO-8601; the duration is computed from it.
     type: str
   data:
-    description: What the phase did (results, manifest, revisions). Must not hold secrets; secret-looking keys are masked.
+    description:
+      - What the phase did (results, manifest, revisions).
+      - Must not hold secrets; secret-looking keys are masked.
     type: dict
     default: {}
   inventory:
@@ -68,7 +70,8 @@ extends_documentation_fragment:
   - tracehub.deploy.attributes
 notes:
   - In check mode nothing is written.
-  - Appending to the record is reported as C(changed=false) because it is bookkeeping, not a change to the managed system.
+  - Appending to the record is reported as C(changed=false) because it is bookkeeping, not a change to the
+    managed system.
 seealso:
   - module: tracehub.deploy.pg_backup
   - module: tracehub.deploy.alembic_migration
@@ -148,7 +151,10 @@ def main() -> None:
         record, entry, path = append_phase(
             Path(params["path"]),
             params["run_id"],
-            {key: params[key] for key in ("phase", "status", "changed", "environment", "database", "host", "started", "data")},
+            {
+                key: params[key]
+                for key in ("phase", "status", "changed", "environment", "database", "host", "started", "data")
+            },
             {"inventory": params["inventory"], "git_commit": params["git_commit"]},
             dry_run=module.check_mode,
         )

@@ -14,7 +14,9 @@ BIN = Path(sys.executable).parent
 def test_collection_build_ships_plugins_and_no_local_state(tmp_path):
     completed = subprocess.run(
         [str(BIN / "ansible-galaxy"), "collection", "build", "--output-path", str(tmp_path), str(PROJECT_DIR)],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert completed.returncode == 0, completed.stderr
     (artifact,) = tmp_path.glob("tracehub-deploy-*.tar.gz")

@@ -17,7 +17,7 @@ def test_operation_lock_refuses_second_run_and_names_first(fresh_db):
 
 def test_operation_lock_waits_then_names_holder(fresh_db):
     with operation_lock(fresh_db, "migrate"):
-        with pytest.raises(LockHeldError, match="tracehub.deploy migrate"):
+        with pytest.raises(LockHeldError, match=r"tracehub\.deploy migrate"):
             with operation_lock(fresh_db, "restore", wait_seconds=0.3):
                 pass
 

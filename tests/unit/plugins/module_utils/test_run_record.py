@@ -3,14 +3,14 @@ from __future__ import annotations
 import json
 import stat
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from ansible_collections.tracehub.deploy.plugins.module_utils.errors import RecordError
 from ansible_collections.tracehub.deploy.plugins.module_utils.run_record import append_phase, read_record, scrub_secrets
 
-T0 = datetime(2026, 12, 3, 18, 0, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 12, 3, 18, 0, 0, tzinfo=UTC)
 
 
 def clock_at(moment):
@@ -20,14 +20,19 @@ def clock_at(moment):
 def test_append_phase_first_call_creates_private_record_with_run_facts(tmp_path):
     records = tmp_path / "runs"
     record, entry, path = append_phase(
-        records, "run-1", {"phase": "backup", "started": "2026-12-03T17:59:30Z", "changed": True},
-        {"inventory": "inventories/local", "git_commit": "abc123", "user": "ops"}, clock=clock_at(T0),
+        records,
+        "run-1",
+        {"phase": "backup", "started": "2026-12-03T17:59:30Z", "changed": True},
+        {"inventory": "inventories/local", "git_commit": "abc123", "user": "ops"},
+        clock=clock_at(T0),
     )
     assert stat.S_IMODE(records.stat().st_mode) == 0o700
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     on_disk = json.loads(path.read_text())
     assert on_disk == record
-    assert on_disk["inventory"] == "inventories/local" and on_disk["git_commit"] == "abc123" and on_disk["user"] == "ops"
+    assert (
+        on_disk["inventory"] == "inventories/local" and on_disk["git_commit"] == "abc123" and on_disk["user"] == "ops"
+    )
     assert entry.duration_s == 30.0
     assert on_disk["phases"][0]["phase"] == "backup"
 
@@ -81,5 +86,7 @@ def test_read_record_corrupt_file_names_fix(tmp_path):
 
 def test_scrub_secrets_masks_nested_secret_keys():
     data = {"manifest": {"db_password": "x", "rows": 3}, "items": [{"token": "t", "name": "n"}]}
-    assert scrub_secrets(data) == {"manifest": {"db_password": "********", "rows": 3},
-                                   "items": [{"token": "********", "name": "n"}]}
+    assert scrub_secrets(data) == {
+        "manifest": {"db_password": "********", "rows": 3},
+        "items": [{"token": "********", "name": "n"}],
+    }
