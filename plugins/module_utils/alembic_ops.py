@@ -1,0 +1,658 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Alembic driven through its Python API: read the current revision, plan, migrate, render offline SQL.
+
+Nothing here shells out to the ``alembic`` CLI or writes an ini file: the ``Config`` lives in memory,
+``script_location`` is set at runtime and the database is handed to the project's ``env.py`` through
+``config.attributes`` (``connection``: an open SQLAlchemy Connection for online runs, ``url``: a SQLAlchemy
+``URL`` object for offline rendering; a URL never goes through ConfigParser, which mangles ``%``).
+
+``env.py`` contract (the project's ``alembic/env.py`` and the test fixtures honour it):
+``context.configure(..., transaction_per_migration=True,
+on_version_apply=config.attributes.get("on_version_apply"))``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ansible_collections.tracehub.deploy.plugins.module_utils.errors import DeployError, MigrationError
+from ansible_collections.tracehub.deploy.plugins.module_utils.pg import (
+    ConnInfo,
+    explain_connection_error,
+    operation_lock,
+)
+
+try:
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from alembic.script.revision import RevisionError
+    from alembic.util.exc import CommandError
+
+    from alembic import command
+
+    HAS_ALEMBIC = True
+except ImportError:  # pragma: no cover - reported by the modules through missing_required_lib
+    HAS_ALEMBIC = False
+
+try:
+    from sqlalchemy import create_engine
+    from sqlalchemy import exc as sa_exc
+    from sqlalchemy.pool import NullPool
+
+    HAS_SQLALCHEMY = True
+except ImportError:  # pragma: no cover - reported by the modules through missing_required_lib
+    HAS_SQLALCHEMY = False
+
+UPGRADE = "upgrade"
+DOWNGRADE = "downgrade"
+NONE = "none"
+BASE = "base"
+CONCURRENTLY_ERROR = "cannot run inside a transaction block"
+_RELATIVE = re.compile(r"^(?P<anchor>head|base|current)?(?P<delta>[+-]\d+)$")
+
+# (revision, message, elapsed seconds of that step)
+ProgressFn = Callable[[str, str, float], None]
+
+
+@dataclass(frozen=True, slots=True)
+class PlanStep:
+    """One revision to apply (upgrade) or to undo (downgrade)."""
+
+    revision: str
+    message: str
+    down_revision: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict for results."""
+        return {"revision": self.revision, "message": self.message, "down_revision": self.down_revision}
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What it takes to go from ``current`` to ``target`` (``None`` means base, the empty schema)."""
+
+    current: str | None
+    target: str | None
+    direction: str
+    steps: tuple[PlanStep, ...] = ()
+
+    def previous_of(self, index: int) -> str | None:
+        """The revision the database is at before step ``index`` runs."""
+        if index == 0:
+            return self.current
+        step = self.steps[index - 1]
+        return step.revision if self.direction == UPGRADE else step.down_revision
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict for results."""
+        return {
+            "current": self.current,
+            "target": self.target,
+            "direction": self.direction,
+            "steps": [s.as_dict() for s in self.steps],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedStep:
+    """A revision that ran, with how long it took."""
+
+    revision: str
+    message: str
+    duration_s: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict for results."""
+        return {"revision": self.revision, "message": self.message, "duration_s": round(self.duration_s, 3)}
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationResult:
+    """The outcome of ``migrate``; ``sql`` holds offline SQL per pending revision in dry-run only."""
+
+    database: str
+    from_revision: str | None
+    to_revision: str | None
+    direction: str
+    pending: tuple[PlanStep, ...]
+    applied: tuple[AppliedStep, ...]
+    changed: bool
+    dry_run: bool
+    sql: tuple[dict[str, str], ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict for results."""
+        return {
+            "database": self.database,
+            "from_revision": self.from_revision,
+            "to_revision": self.to_revision,
+            "direction": self.direction,
+            "pending": [s.as_dict() for s in self.pending],
+            "applied": [s.as_dict() for s in self.applied],
+            "changed": self.changed,
+            "dry_run": self.dry_run,
+            "sql": [dict(s) for s in self.sql],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MigrationInfo:
+    """Read-only state: where the database is, where the scripts end, what is pending."""
+
+    database: str
+    current: tuple[str, ...]
+    heads: tuple[str, ...]
+    pending: tuple[PlanStep, ...]
+    is_at_head: bool
+    script_location: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict for results."""
+        return {
+            "database": self.database,
+            "current": list(self.current),
+            "heads": list(self.heads),
+            "pending": [s.as_dict() for s in self.pending],
+            "is_at_head": self.is_at_head,
+            "script_location": self.script_location,
+        }
+
+
+@dataclass(slots=True)
+class _Collector:
+    """Receives Alembic's ``on_version_apply`` callbacks and times each step."""
+
+    direction: str
+    on_progress: ProgressFn | None = None
+    clock: Callable[[], float] = time.monotonic
+    applied: list[AppliedStep] = field(default_factory=list)
+    _last: float = 0.0
+
+    def start(self) -> None:
+        self._last = self.clock()
+
+    def __call__(self, *, ctx: Any, step: Any, heads: Any, run_args: Any) -> None:
+        now = self.clock()
+        elapsed, self._last = now - self._last, now
+        # Alembic's step info names the upper revision in both directions: the one applied or undone.
+        revision = next(iter(step.up_revision_ids), "")
+        script = step.up_revisions[0] if step.up_revisions else None
+        message = doc_line(getattr(script, "doc", "") or "")
+        self.applied.append(AppliedStep(revision, message, elapsed))
+        if self.on_progress is not None:
+            self.on_progress(revision, message, elapsed)
+
+
+# --- pure helpers --------------------------------------------------------------------------------
+
+
+def doc_line(doc: str) -> str:
+    """The first line of a revision's docstring: its message."""
+    for line in (doc or "").splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def rev_label(revision: str | None) -> str:
+    """A revision for humans: ``None`` is ``base``."""
+    return revision if revision else BASE
+
+
+def load_scripts(script_location: str) -> Any:
+    """The ``ScriptDirectory`` at ``script_location``, or a ``MigrationError`` saying what is missing."""
+    location = os.path.abspath(os.path.expanduser(script_location))
+    if not os.path.isdir(location):
+        raise MigrationError(
+            f"Reading the Alembic scripts failed: {location} is not a directory. "
+            "Point script_location at the directory that holds env.py and versions/.",
+            script_location=location,
+        )
+    if not os.path.isfile(os.path.join(location, "env.py")):
+        raise MigrationError(
+            f"Reading the Alembic scripts failed: {location} has no env.py. "
+            "Point script_location at the directory that holds env.py and versions/.",
+            script_location=location,
+        )
+    try:
+        return ScriptDirectory.from_config(make_config(location))
+    except (CommandError, RevisionError, SyntaxError, ImportError) as exc:
+        raise MigrationError(
+            f"Reading the Alembic scripts in {location} failed: {first_line(exc)}", script_location=location
+        ) from exc
+
+
+def make_config(
+    script_location: str,
+    *,
+    url: Any = None,
+    connection: Any = None,
+    on_version_apply: Callable[..., None] | None = None,
+    output_buffer: io.StringIO | None = None,
+) -> Any:
+    """An in-memory Alembic ``Config``: no ini file, no URL in any option, everything in ``attributes``."""
+    cfg = Config(stdout=io.StringIO(), output_buffer=output_buffer)
+    # ConfigParser interpolates '%': a path holding one must be escaped.
+    cfg.set_main_option("script_location", script_location.replace("%", "%%"))
+    if url is not None:
+        cfg.attributes["url"] = url
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    if on_version_apply is not None:
+        cfg.attributes["on_version_apply"] = on_version_apply
+    return cfg
+
+
+def first_line(exc: BaseException) -> str:
+    """The first meaningful line of an error, preferring the DB driver's own message."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip()
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()
+    return type(exc).__name__
+
+
+def _script_heads(script: Any) -> tuple[str, ...]:
+    return tuple(sorted(script.get_heads()))
+
+
+def _script_dir(script: Any) -> str:
+    return str(script.dir)
+
+
+def _get(script: Any, revision: str) -> Any:
+    """The Script for ``revision`` (full id or unique prefix), or ``None`` if unknown."""
+    try:
+        found = script.get_revision(revision)
+    except (CommandError, RevisionError):
+        return None
+    return found
+
+
+def _down_of(rev: Any) -> str | None:
+    down = rev.down_revision
+    if isinstance(down, (tuple, list)):
+        return down[0] if len(down) == 1 else ",".join(down)
+    return down
+
+
+def _ancestors(script: Any, revision: str | None) -> list[str]:
+    """``revision`` and every revision below it, nearest first (linear walk along first parents too)."""
+    out: list[str] = []
+    seen: set[str] = set()
+    todo = [revision] if revision else []
+    while todo:
+        rev_id = todo.pop(0)
+        if rev_id in seen:
+            continue
+        seen.add(rev_id)
+        out.append(rev_id)
+        rev = script.get_revision(rev_id)
+        down = rev.down_revision
+        if down is None:
+            continue
+        todo.extend(down if isinstance(down, (tuple, list)) else [down])
+    return out
+
+
+def check_current_known(script: Any, current: tuple[str, ...], database: str) -> None:
+    """Refuse a database stamped with revisions that the scripts don't know."""
+    for rev in current:
+        if _get(script, rev) is None:
+            raise MigrationError(
+                f"Database {database} is at Alembic revision {rev!r}, which the scripts in {_script_dir(script)} "
+                f"do not know (their heads: {', '.join(_script_heads(script)) or 'none'}). Either script_location "
+                "points at the wrong directory, or a newer application version migrated this database: deploy "
+                "the matching scripts before migrating.",
+                revision=rev,
+                script_location=_script_dir(script),
+            )
+
+
+def resolve_target(script: Any, current: str | None, target: str) -> str | None:
+    """The concrete revision id ``target`` names (``None`` for base), relative to ``current`` where needed."""
+    heads = _script_heads(script)
+    target = (target or "head").strip()
+    if target in ("head", "heads"):
+        if len(heads) > 1:
+            raise MigrationError(
+                f"The scripts in {_script_dir(script)} have several heads ({', '.join(heads)}), so 'head' is "
+                'ambiguous. Merge them with `alembic merge -m "merge heads" '
+                f"{' '.join(heads)}` and commit the merge revision, or name one revision as the target.",
+                heads=list(heads),
+            )
+        return heads[0] if heads else None
+    if target == BASE:
+        return None
+    match = _RELATIVE.match(target)
+    if match:
+        delta = int(match.group("delta"))
+        anchor = match.group("anchor")
+        start = {"head": heads[0] if len(heads) == 1 else None, "base": None}.get(anchor or "current", current)
+        if anchor == "head" and len(heads) != 1:
+            raise MigrationError(f"Target {target!r} needs exactly one head; the scripts have {', '.join(heads)}.")
+        return _step_from(script, start, delta, target)
+    found = _get(script, target)
+    if found is None:
+        raise MigrationError(
+            f"Target revision {target!r} is not among the scripts in {_script_dir(script)} "
+            f"(heads: {', '.join(heads) or 'none'}; known revisions: {', '.join(known_revisions(script))}). "
+            "Use head, base, a relative step like -1, or one of the known revisions.",
+            revision=target,
+            heads=list(heads),
+        )
+    return found.revision
+
+
+def _step_from(script: Any, start: str | None, delta: int, target: str) -> str | None:
+    rev = start
+    for _ in range(abs(delta)):
+        if delta < 0:
+            if rev is None:
+                raise MigrationError(f"Target {target!r} goes below base: the database has no revision to undo.")
+            rev = _down_of(script.get_revision(rev))
+            if rev is not None and "," in rev:
+                raise MigrationError(f"Target {target!r} crosses the merge revision {rev}: name the target revision.")
+        else:
+            nexts = sorted(script.get_revision(rev).nextrev) if rev else sorted(script.get_bases())
+            if not nexts:
+                raise MigrationError(
+                    f"Target {target!r} goes past the head {rev_label(rev)}: nothing newer exists in "
+                    f"{_script_dir(script)}."
+                )
+            if len(nexts) > 1:
+                raise MigrationError(f"Target {target!r} is ambiguous after {rev_label(rev)}: {', '.join(nexts)}.")
+            rev = nexts[0]
+    return rev
+
+
+def known_revisions(script: Any) -> list[str]:
+    """Every revision id of the scripts, oldest first."""
+    return [s.revision for s in reversed(list(script.walk_revisions()))]
+
+
+def plan_from(script: Any, current: tuple[str, ...], target: str, database: str = "the database") -> Plan:
+    """The ordered steps from the database's ``current`` heads to ``target``; pure (no database)."""
+    check_current_known(script, current, database)
+    if len(current) > 1:
+        raise MigrationError(
+            f"Database {database} has several Alembic heads ({', '.join(current)}); this collection migrates "
+            "linear histories only. Merge the branches with `alembic merge` first.",
+            current=list(current),
+        )
+    cur = script.get_revision(current[0]).revision if current else None
+    tgt = resolve_target(script, cur, target)
+    if tgt == cur:
+        return Plan(cur, tgt, NONE)
+    below_cur = _ancestors(script, cur)
+    if tgt is None or tgt in below_cur:
+        # Downgrade: undo everything above tgt, nearest first.
+        undo = below_cur[: below_cur.index(tgt)] if tgt is not None else below_cur
+        steps = tuple(_step(script, rev) for rev in undo)
+        return Plan(cur, tgt, DOWNGRADE, steps)
+    below_tgt = _ancestors(script, tgt)
+    if cur is not None and cur not in below_tgt:
+        raise MigrationError(
+            f"Target {tgt} is on another branch than the database's revision {cur}: neither is an ancestor of "
+            "the other. Merge the branches with `alembic merge` or migrate to a common revision first.",
+            revision=tgt,
+        )
+    todo = below_tgt[: below_tgt.index(cur)] if cur is not None else below_tgt
+    return Plan(cur, tgt, UPGRADE, tuple(_step(script, rev) for rev in reversed(todo)))
+
+
+def _step(script: Any, revision: str) -> PlanStep:
+    rev = script.get_revision(revision)
+    return PlanStep(rev.revision, doc_line(rev.doc), _down_of(rev))
+
+
+def downgrade_refusal(plan: Plan, database: str) -> MigrationError:
+    """The error for a downgrade that ``allow_downgrade`` did not permit, naming what would be undone."""
+    undone = ", ".join(f"{s.revision} ({s.message})" if s.message else s.revision for s in plan.steps)
+    return MigrationError(
+        f"Refusing to downgrade {database} from {rev_label(plan.current)} to {rev_label(plan.target)}: it would "
+        f"undo {len(plan.steps)} revision(s): {undone}. Nothing was changed. Set allow_downgrade: true to "
+        "downgrade on purpose.",
+        revision=rev_label(plan.target),
+        would_undo=[s.revision for s in plan.steps],
+    )
+
+
+def step_failure_message(
+    database: str, plan: Plan, index: int, cause: str, left_at: tuple[str, ...], script_location: str
+) -> str:
+    """The message for a revision that failed: which one, the DB's first error line, where the DB was left."""
+    step = plan.steps[index]
+    verb = "Upgrading" if plan.direction == UPGRADE else "Downgrading"
+    what = f"{step.revision} ({step.message})" if step.message else step.revision
+    expected = plan.previous_of(index)
+    actual = ", ".join(left_at) if left_at else BASE
+    if tuple(x for x in [expected] if x) == left_at:
+        where = f"The database was left at the previous revision {actual}"
+    else:
+        where = f"The database is now at revision {actual} (expected {rev_label(expected)})"
+    verb_rev = "upgrade" if plan.direction == UPGRADE else "downgrade"
+    msg = f"{verb} {database}: revision {what} failed: {cause}. {where}"
+    if index:
+        done = ", ".join(s.revision for s in plan.steps[:index])
+        msg += f"; the revisions before it ({done}) stay applied"
+    msg += "."
+    if CONCURRENTLY_ERROR in cause and "CONCURRENTLY" in cause.upper():
+        msg += (
+            f" Revision {step.revision} creates or drops an index CONCURRENTLY inside the migration's transaction: "
+            f"wrap those operations of its {verb_rev}() in `with op.get_context().autocommit_block():` "
+            f"(in {script_location})."
+        )
+    return msg
+
+
+def failed_index(plan_: Plan, left_at: tuple[str, ...], applied: int) -> int:
+    """Which step failed: the one after the revision the database was left at (else after the applied ones)."""
+    for index in range(len(plan_.steps)):
+        if tuple(x for x in [plan_.previous_of(index)] if x) == left_at:
+            return index
+    return min(applied, len(plan_.steps) - 1)
+
+
+def describe_move(verb_past: str, database: str, plan: Plan, dry_run: bool) -> str:
+    """The one-sentence summary: ``Upgraded tracehub from 002 to 006 (4 revisions).``"""
+    if plan.direction == NONE:
+        return f"{database} is already at revision {rev_label(plan.current)}; nothing to do."
+    verb = {UPGRADE: ("Upgraded", "Would upgrade"), DOWNGRADE: ("Downgraded", "Would downgrade")}[plan.direction]
+    n = len(plan.steps)
+    noun = "revision" if n == 1 else "revisions"
+    moved = f"from {rev_label(plan.current)} to {rev_label(plan.target)}"
+    return f"{verb[1] if dry_run else verb[0]} {database} {moved} ({n} {noun})."
+
+
+# --- database side -------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _engine_connection(conn: ConnInfo) -> Iterator[Any]:
+    """A fresh SQLAlchemy connection (NullPool, no transaction begun); friendly connection errors."""
+    engine = create_engine(conn.sqlalchemy_url(), poolclass=NullPool)
+    try:
+        try:
+            connection = engine.connect()
+        except sa_exc.OperationalError as exc:
+            raise explain_connection_error(conn, exc.orig if exc.orig is not None else exc) from exc
+        try:
+            yield connection
+        finally:
+            with contextlib.suppress(Exception):
+                connection.close()
+    finally:
+        engine.dispose()
+
+
+def _read_heads(connection: Any) -> tuple[str, ...]:
+    """The database's current Alembic heads; a pure read (no version table is created)."""
+    context = MigrationContext.configure(connection)
+    heads = tuple(sorted(context.get_current_heads()))
+    if connection.in_transaction():
+        connection.rollback()
+    return heads
+
+
+def current(conn: ConnInfo, script_location: str | None = None) -> tuple[str, ...]:
+    """Current Alembic heads of the database (empty at base); checked against the scripts when given."""
+    with _quiet(), _engine_connection(conn) as connection:
+        heads = _read_heads(connection)
+    if script_location is not None:
+        check_current_known(load_scripts(script_location), heads, conn.dbname)
+    return heads
+
+
+def plan(conn: ConnInfo, script_location: str, target: str = "head") -> Plan:
+    """Direction and ordered pending revisions from the database's current revision to ``target``."""
+    script = load_scripts(script_location)
+    return plan_from(script, current(conn), target, conn.dbname)
+
+
+def info(conn: ConnInfo, script_location: str) -> MigrationInfo:
+    """Current revision(s), heads of the scripts and what upgrading to head would apply."""
+    script = load_scripts(script_location)
+    heads = _script_heads(script)
+    cur = current(conn)
+    check_current_known(script, cur, conn.dbname)
+    pending: tuple[PlanStep, ...] = ()
+    if len(heads) == 1 and len(cur) <= 1:
+        upgrade = plan_from(script, cur, "head", conn.dbname)
+        pending = upgrade.steps if upgrade.direction == UPGRADE else ()
+    return MigrationInfo(
+        database=conn.dbname,
+        current=cur,
+        heads=heads,
+        pending=pending,
+        is_at_head=set(cur) == set(heads),
+        script_location=_script_dir(script),
+    )
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Keep anything a revision or env.py prints off stdout (a module's stdout is its JSON result)."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
+def render_offline_sql(conn: ConnInfo, script_location: str, plan_: Plan) -> tuple[dict[str, str], ...]:
+    """The SQL of each planned step, rendered by Alembic in offline mode; never touches the database."""
+    rendered: list[dict[str, str]] = []
+    for index, step in enumerate(plan_.steps):
+        buffer = io.StringIO()
+        cfg = make_config(script_location, url=conn.sqlalchemy_url(), output_buffer=buffer)
+        before = plan_.previous_of(index)
+        try:
+            with _quiet():
+                if plan_.direction == UPGRADE:
+                    command.upgrade(cfg, f"{before}:{step.revision}" if before else step.revision, sql=True)
+                else:
+                    command.downgrade(cfg, f"{step.revision}:{rev_label(step.down_revision)}", sql=True)
+            text = buffer.getvalue().strip()
+        except Exception as exc:
+            text = f"-- revision {step.revision} cannot be rendered offline: {first_line(exc)}"
+        rendered.append({"revision": step.revision, "message": step.message, "sql": text})
+    return tuple(rendered)
+
+
+def migrate(
+    conn: ConnInfo,
+    script_location: str,
+    target: str = "head",
+    allow_downgrade: bool = False,
+    dry_run: bool = False,
+    on_progress: ProgressFn | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> MigrationResult:
+    """Bring the database to ``target`` (head, a revision id, base, or relative like -1).
+
+    Dry-run reads the current revision only and renders each pending revision's SQL offline. A real run
+    holds the per-database operation lock; each revision commits on its own (``transaction_per_migration``),
+    so a failing revision leaves the database at the previous one, which is re-read and reported.
+    """
+    script = load_scripts(script_location)
+    location = _script_dir(script)
+    plan_ = plan_from(script, current(conn), target, conn.dbname)
+    if plan_.direction == DOWNGRADE and not allow_downgrade:
+        raise downgrade_refusal(plan_, conn.dbname)
+    if dry_run or plan_.direction == NONE:
+        return MigrationResult(
+            database=conn.dbname,
+            from_revision=plan_.current,
+            to_revision=plan_.target,
+            direction=plan_.direction,
+            pending=plan_.steps,
+            applied=(),
+            changed=plan_.direction != NONE,
+            dry_run=dry_run,
+            sql=render_offline_sql(conn, location, plan_) if dry_run else (),
+        )
+    with operation_lock(conn, "migrate"):
+        # Re-plan under the lock: another run may have moved the database since the first read.
+        plan_ = plan_from(script, current(conn), target, conn.dbname)
+        if plan_.direction == DOWNGRADE and not allow_downgrade:
+            raise downgrade_refusal(plan_, conn.dbname)
+        if plan_.direction == NONE:
+            return MigrationResult(conn.dbname, plan_.current, plan_.target, NONE, (), (), False, False)
+        collector = _run(conn, location, plan_, on_progress, clock)
+    after = current(conn)
+    return MigrationResult(
+        database=conn.dbname,
+        from_revision=plan_.current,
+        to_revision=after[0] if len(after) == 1 else (",".join(after) or None),
+        direction=plan_.direction,
+        pending=plan_.steps,
+        applied=tuple(collector.applied),
+        changed=True,
+        dry_run=False,
+    )
+
+
+def _run(
+    conn: ConnInfo, location: str, plan_: Plan, on_progress: ProgressFn | None, clock: Callable[[], float]
+) -> _Collector:
+    collector = _Collector(plan_.direction, on_progress, clock)
+    started = clock()
+    try:
+        with _quiet(), _engine_connection(conn) as connection:
+            cfg = make_config(location, url=conn.sqlalchemy_url(), connection=connection, on_version_apply=collector)
+            collector.start()
+            if plan_.direction == UPGRADE:
+                command.upgrade(cfg, rev_label(plan_.target))
+            else:
+                command.downgrade(cfg, rev_label(plan_.target))
+            if connection.in_transaction():
+                connection.commit()
+    except DeployError:
+        raise
+    except Exception as exc:
+        try:
+            left_at = current(conn)
+        except DeployError as reread:
+            left_at = ("unknown: " + reread.msg,)
+        index = failed_index(plan_, left_at, len(collector.applied))
+        cause = first_line(exc)
+        raise MigrationError(
+            step_failure_message(conn.dbname, plan_, index, cause, left_at, location),
+            revision=plan_.steps[index].revision,
+            failed_revision=plan_.steps[index].revision,
+            left_at=list(left_at),
+            applied=[a.as_dict() for a in collector.applied],
+            cause=cause,
+        ) from exc
+    if not collector.applied and plan_.steps:
+        # env.py did not forward on_version_apply: report the plan with the whole run's time spread evenly.
+        each = (clock() - started) / len(plan_.steps)
+        collector.applied = [AppliedStep(s.revision, s.message, each) for s in plan_.steps]
+    return collector
