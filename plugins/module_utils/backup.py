@@ -1,0 +1,948 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Verified pg_dump backups: dump, checksum, verify by test restore, manifest; list and re-check them.
+
+A backup is two files in the backup directory (mode 0700): ``<name>.dump`` (pg_dump custom format,
+0600) and ``<name>.json`` (the manifest, 0600). The dump is written to ``<name>.dump.partial``,
+checksummed and verified (``pg_restore --list`` and a test restore into a scratch database whose row
+counts must equal the source's); only then is it renamed to ``<name>.dump`` and the manifest written
+(temp file + rename). A failed run removes everything it wrote, so a file that looks like a backup is
+one. The row counts and the dump come from the same exported snapshot, so they agree exactly even
+while the application keeps writing.
+
+Side effects are injected: commands through a ``Run`` callable, SQL through a ``Database`` adapter
+(``PgDatabase`` for real servers), time through a clock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import secrets
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from ansible_collections.tracehub.deploy.plugins.module_utils.errors import BackupError, DeployError
+from ansible_collections.tracehub.deploy.plugins.module_utils.pg import (
+    ConnInfo,
+    connect,
+    operation_lock,
+    pgpass_file,
+    table_row_counts,
+)
+from ansible_collections.tracehub.deploy.plugins.module_utils.runner import CommandResult, Run
+
+try:
+    import psycopg2
+    from psycopg2 import sql
+
+    HAS_PSYCOPG2 = True
+    _DB_ERRORS: tuple[type[BaseException], ...] = (psycopg2.Error,)
+except ImportError:  # pragma: no cover - reported by the modules through missing_required_lib
+    HAS_PSYCOPG2 = False
+    _DB_ERRORS = ()
+
+FORMAT_VERSION = 1
+VERIFY_CHOICES = ("none", "list", "restore")
+SCRATCH_PREFIX = "tracehub_verify_"
+DUMP_SUFFIX = ".dump"
+PARTIAL_SUFFIX = ".dump.partial"
+MANIFEST_SUFFIX = ".json"
+LOCK_OPERATION = "back up"
+SNAPSHOT_PLACEHOLDER = "<exported-at-run-time>"
+
+MANIFEST_KEYS = (
+    "format_version",
+    "name",
+    "environment",
+    "database",
+    "host",
+    "port",
+    "created_at",
+    "finished_at",
+    "path",
+    "format",
+    "size_bytes",
+    "sha256",
+    "server_version",
+    "pg_dump_version",
+    "alembic_revision",
+    "row_counts",
+    "git_commit",
+    "verified",
+    "verification",
+    "pre_migration",
+)
+
+# Lines that make a run a failure even when the exit code is 0 (pg_restore without --exit-on-error
+# exits 0 after "warning: errors ignored on restore"; never trust the exit code alone).
+_DUMP_ERROR_MARKERS = ("pg_dump: error:", "pg_dump: fatal:")
+_RESTORE_ERROR_MARKERS = ("pg_restore: error:", "pg_restore: fatal:", "warning: errors ignored on restore")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+_VERSION_RE = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_HASH_CHUNK = 1024 * 1024
+
+
+# --- value objects ---
+
+
+@dataclass(frozen=True, slots=True)
+class BackupRequest:
+    """What to back up, where, and how carefully."""
+
+    conn: ConnInfo
+    dest: Path
+    environment: str
+    name: str | None = None
+    verify: str = "restore"
+    max_age: float | None = None
+    force: bool = False
+    pre_migration: bool = False
+    git_commit: str | None = None
+    pg_bin_dir: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ServerFacts:
+    """Cheap facts about the source database, read before anything else."""
+
+    server_version_num: int
+    server_version: str
+    alembic_revision: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotFacts:
+    """What the dump will contain, read inside the snapshot that pg_dump imports."""
+
+    snapshot: str | None
+    alembic_revision: str | None
+    row_counts: dict[str, int]
+
+
+@dataclass(slots=True)
+class BackupResult:
+    """Outcome of ``create``: the manifest (reused, written or predicted) and the commands run."""
+
+    changed: bool
+    msg: str
+    backup: dict[str, Any]
+    commands: list[list[str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Module result keys."""
+        return {"changed": self.changed, "msg": self.msg, "backup": self.backup, "commands": self.commands}
+
+
+@dataclass(frozen=True, slots=True)
+class BackupListing:
+    """Manifests found in a backup directory, newest first, and the files that were skipped."""
+
+    backups: list[dict[str, Any]]
+    skipped: list[dict[str, str]]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict form."""
+        return {"backups": self.backups, "skipped": self.skipped}
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrityReport:
+    """Result of re-checking an existing dump against its manifest."""
+
+    ok: bool
+    sha256_ok: bool | None
+    list_ok: bool | None
+    reason: str | None
+    commands: list[list[str]]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict form."""
+        return {
+            "integrity_ok": self.ok,
+            "sha256_ok": self.sha256_ok,
+            "list_ok": self.list_ok,
+            "integrity_reason": self.reason,
+        }
+
+
+# --- the database side, injectable ---
+
+
+class Database(Protocol):
+    """What ``create`` needs from the server; ``PgDatabase`` is the real one, tests pass fakes."""
+
+    def lock(self, operation: str) -> AbstractContextManager[Any]:
+        """Hold the per-database operation lock."""
+
+    def probe(self) -> ServerFacts:
+        """Server version and Alembic revision."""
+
+    def snapshot(self, export: bool) -> AbstractContextManager[SnapshotFacts]:
+        """A read-only repeatable-read transaction, exported for pg_dump when ``export``."""
+
+    def create_scratch(self, name: str) -> None:
+        """Create an empty database for the test restore."""
+
+    def drop_scratch(self, name: str) -> None:
+        """Drop the scratch database, terminating its sessions."""
+
+    def row_counts(self, dbname: str) -> dict[str, int]:
+        """Exact row counts of every public table of ``dbname`` on the same server."""
+
+
+def _alembic_revision(connection: Any) -> str | None:
+    with connection.cursor() as cur:
+        cur.execute("SELECT to_regclass('alembic_version') IS NOT NULL")
+        if not cur.fetchone()[0]:
+            return None
+        cur.execute("SELECT version_num FROM alembic_version ORDER BY version_num")
+        heads = [str(row[0]) for row in cur.fetchall()]
+    # Several rows only with branched histories; keep them all, in a stable order.
+    return ",".join(heads) if heads else None
+
+
+class PgDatabase:
+    """``Database`` backed by psycopg2 connections to the server ``conn`` points at."""
+
+    def __init__(self, conn: ConnInfo) -> None:
+        self.conn = conn
+        self._server_version_num = 0
+
+    def lock(self, operation: str) -> AbstractContextManager[Any]:
+        """The shared per-database operation lock (see ``pg.operation_lock``)."""
+        return operation_lock(self.conn, operation)
+
+    def _connect(self, suffix: str, dbname: str | None = None) -> Any:
+        target = self.conn if dbname is None else self.conn.with_db(dbname)
+        return connect(target.with_application_name(f"{self.conn.application_name} ({suffix})"))
+
+    def probe(self) -> ServerFacts:
+        """Server version and Alembic revision, from a short read-only session."""
+        connection = self._connect("probe")
+        try:
+            connection.set_session(readonly=True)
+            with connection.cursor() as cur:
+                cur.execute("SELECT current_setting('server_version_num')::int, current_setting('server_version')")
+                num, text = cur.fetchone()
+            revision = _alembic_revision(connection)
+            connection.rollback()
+        finally:
+            connection.close()
+        self._server_version_num = int(num)
+        return ServerFacts(int(num), str(text), revision)
+
+    @contextlib.contextmanager
+    def snapshot(self, export: bool) -> Iterator[SnapshotFacts]:
+        """Export a snapshot, read the revision and exact row counts in it; hold it open for pg_dump."""
+        connection = self._connect("snapshot")
+        try:
+            connection.set_session(isolation_level="REPEATABLE READ", readonly=True)
+            snapshot_id = None
+            if export:
+                with connection.cursor() as cur:
+                    cur.execute("SELECT pg_export_snapshot()")
+                    snapshot_id = str(cur.fetchone()[0])
+            revision = _alembic_revision(connection)
+            counts = table_row_counts(connection)
+            yield SnapshotFacts(snapshot_id, revision, counts)
+        finally:
+            with contextlib.suppress(Exception):
+                connection.rollback()
+            connection.close()
+
+    def create_scratch(self, name: str) -> None:
+        """``CREATE DATABASE`` from template0 with the source's encoding and locale."""
+        connection = self._connect("verify")
+        connection.autocommit = True
+        try:
+            with connection.cursor() as cur:
+                cur.execute(
+                    "SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database "
+                    "WHERE datname = current_database()"
+                )
+                encoding, collate, ctype = cur.fetchone()
+                cur.execute(
+                    sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING %s LC_COLLATE %s LC_CTYPE %s").format(
+                        sql.Identifier(name)
+                    ),
+                    (encoding, collate, ctype),
+                )
+        except psycopg2.Error as exc:
+            cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            fix = ""
+            if "permission denied" in cause:
+                fix = f" Grant CREATEDB to {self.conn.user!r}, or set verify to 'list' (weaker: no test restore)."
+            raise BackupError(
+                f"Creating the scratch database {name} on {self.conn.host}:{self.conn.port} for the test restore "
+                f"failed: {cause}.{fix}",
+                scratch_database=name,
+            ) from exc
+        finally:
+            connection.close()
+
+    def drop_scratch(self, name: str) -> None:
+        """``DROP DATABASE IF EXISTS ... WITH (FORCE)`` (plain DROP before PostgreSQL 13)."""
+        connection = self._connect("verify cleanup")
+        connection.autocommit = True
+        try:
+            with connection.cursor() as cur:
+                if self._server_version_num and self._server_version_num < 130000:
+                    cur.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+                else:
+                    cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        except psycopg2.Error as exc:
+            raise BackupError(
+                f"Dropping the scratch database {name} failed: {str(exc).strip()}. Drop it by hand.",
+                scratch_database=name,
+            ) from exc
+        finally:
+            connection.close()
+
+    def row_counts(self, dbname: str) -> dict[str, int]:
+        """Exact row counts of ``dbname``'s public tables."""
+        connection = self._connect("verify counts", dbname)
+        try:
+            connection.set_session(readonly=True)
+            return table_row_counts(connection)
+        finally:
+            connection.close()
+
+
+# --- small pure helpers ---
+
+
+def utc_now() -> datetime:
+    """The default clock."""
+    return datetime.now(UTC)
+
+
+def format_time(moment: datetime) -> str:
+    """UTC ISO-8601 with a ``Z``, to the second."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
+
+
+def parse_time(text: str) -> datetime:
+    """Inverse of ``format_time`` (accepts any ISO-8601 with offset or Z)."""
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment
+
+
+def parse_duration(value: Any) -> float | None:
+    """Seconds from ``900``, ``"900"``, ``"15m"``, ``"1h30m"``, ``"2d"``; ``None``/``""`` mean no duration."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        raise BackupError(f"Invalid max_age {value!r}: give seconds or a duration such as '15m', '1h', '2d'.")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        text = str(value).strip().lower()
+        try:
+            seconds = float(text)
+        except ValueError:
+            parts = _DURATION_RE.findall(text)
+            if not parts or _DURATION_RE.sub("", text).strip():
+                raise BackupError(
+                    f"Invalid max_age {value!r}: give seconds or a duration such as '15m', '1h', '1h30m', '2d'."
+                ) from None
+            seconds = sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
+    if seconds < 0:
+        raise BackupError(f"Invalid max_age {value!r}: it cannot be negative.")
+    return seconds
+
+
+def major_from_version_num(num: int) -> int:
+    """Major version from ``server_version_num``: 150004 -> 15, 90624 -> 906 (9.6)."""
+    return num // 10000 if num >= 100000 else num // 100
+
+
+def major_from_version_output(text: str) -> tuple[int, str]:
+    """(major, version text) from ``pg_dump --version`` output: 'pg_dump (PostgreSQL) 15.4' -> (15, '15.4')."""
+    match = _VERSION_RE.search(text)
+    if match is None:
+        raise BackupError(f"Cannot read the version from {text.strip()!r}.")
+    first = int(match.group(1))
+    second = int(match.group(2) or 0)
+    major = first if first >= 10 else first * 100 + second
+    return major, text[match.start(1) :].strip()
+
+
+def _major_label(major: int) -> str:
+    return str(major) if major >= 10 else f"{major // 100}.{major % 100}"
+
+
+def sha256_file(path: Path) -> tuple[str, int]:
+    """(hex sha256, size in bytes) of a file, read in chunks."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_HASH_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def default_name(environment: str, database: str, moment: datetime) -> str:
+    """``<environment>-<db>-<UTC yyyymmddThhmmssZ>`` with unsafe characters replaced by ``_``."""
+    env = _UNSAFE_NAME_CHARS.sub("_", environment).strip("._-") or "env"
+    db = _UNSAFE_NAME_CHARS.sub("_", database).strip("._-") or "db"
+    return f"{env}-{db}-{moment.astimezone(UTC):%Y%m%dT%H%M%SZ}"
+
+
+def resolve_tool(tool: str, pg_bin_dir: Path | None) -> str:
+    """Absolute path of a PostgreSQL client program, or a ``BackupError`` with the fix."""
+    if pg_bin_dir is not None:
+        candidate = Path(pg_bin_dir) / tool
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+        raise BackupError(
+            f"{tool} not found in pg_bin_dir {pg_bin_dir}: point pg_bin_dir at the bin directory of the PostgreSQL "
+            "client (for example /usr/lib/postgresql/16/bin).",
+            pg_bin_dir=str(pg_bin_dir),
+        )
+    found = shutil.which(tool)
+    if found is None:
+        raise BackupError(
+            f"{tool} not found on PATH: install the PostgreSQL client (package postgresql-client-<server major>) "
+            "or set pg_bin_dir to its bin directory."
+        )
+    return found
+
+
+def _tail(text: str, lines: int = 20) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def _run_checked(
+    run: Run,
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    commands: list[list[str]],
+    what: str,
+    markers: Sequence[str],
+) -> CommandResult:
+    """Run a command; fail on a non-zero exit OR on error lines in stderr."""
+    commands.append(list(argv))
+    try:
+        result = run(list(argv), dict(env))
+    except OSError as exc:
+        raise BackupError(f"{what} failed: cannot run {argv[0]}: {exc.strerror or exc}", command=list(argv)) from exc
+    error_lines = [line.strip() for line in result.stderr.splitlines() if any(m in line for m in markers)]
+    if result.rc != 0 or error_lines:
+        if error_lines:
+            cause = error_lines[0]
+            if result.rc == 0:
+                cause += " (exit code 0, but errors were reported)"
+        else:
+            last = _tail(result.stderr, 1)
+            cause = f"exit code {result.rc}" + (f": {last}" if last else "")
+        raise BackupError(f"{what} failed: {cause}", rc=result.rc, stderr=_tail(result.stderr), command=list(argv))
+    return result
+
+
+def _connection_args(conn: ConnInfo, dbname: str) -> list[str]:
+    args = ["--no-password", "--host", conn.host, "--port", str(conn.port), "--username", conn.user]
+    # libpq reads a --dbname holding "=" or a URI prefix as a connection string; such names come from PGDATABASE.
+    if "=" not in dbname and not dbname.startswith(("postgres://", "postgresql://")):
+        args.append(f"--dbname={dbname}")
+    return args
+
+
+def dump_argv(pg_dump: str, conn: ConnInfo, path: Path, snapshot: str | None) -> list[str]:
+    """The pg_dump command line (password-free)."""
+    argv = [pg_dump, "--format=custom", f"--file={path}"]
+    if snapshot:
+        argv.append(f"--snapshot={snapshot}")
+    return argv + _connection_args(conn, conn.dbname)
+
+
+def list_argv(pg_restore: str, path: Path) -> list[str]:
+    """``pg_restore --list`` of an archive: reads the whole table of contents, touches no server."""
+    return [pg_restore, "--list", str(path)]
+
+
+def restore_argv(pg_restore: str, conn: ConnInfo, scratch: str, path: Path) -> list[str]:
+    """The test-restore command line into the scratch database (password-free)."""
+    return [pg_restore, "--no-owner", "--exit-on-error", *_connection_args(conn, scratch), str(path)]
+
+
+def _check_archive_listing(result: CommandResult, path: Path) -> None:
+    if "Format: CUSTOM" not in result.stdout:
+        raise BackupError(
+            f"pg_restore --list cannot read {path} as a custom-format archive.",
+            stderr=_tail(result.stderr),
+        )
+
+
+def _ensure_private_dir(dest: Path) -> None:
+    try:
+        dest.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if dest.stat().st_mode & 0o077:
+            dest.chmod(0o700)
+    except OSError as exc:
+        raise BackupError(
+            f"Preparing the backup directory {dest} failed: {exc.strerror or exc}", path=str(dest)
+        ) from exc
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def write_manifest(path: Path, manifest: Mapping[str, Any]) -> None:
+    """Write the manifest through a 0600 temp file in the same directory, then rename it into place."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".json.tmp")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(dict(manifest), handle, indent=2, sort_keys=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _remove_quietly(*paths: Path) -> None:
+    for path in paths:
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            path.unlink()
+
+
+# --- listing and re-checking existing backups ---
+
+
+def load_manifest(path: Path) -> dict[str, Any]:
+    """Load one manifest, or raise ``BackupError`` saying why it is not one."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise BackupError(f"{path} is not a readable JSON manifest: {exc}", path=str(path)) from exc
+    if not isinstance(data, dict):
+        raise BackupError(f"{path} is not a backup manifest (not a JSON object).", path=str(path))
+    missing = [key for key in MANIFEST_KEYS if key not in data]
+    if missing:
+        raise BackupError(f"{path} is not a backup manifest: missing {', '.join(missing)}.", path=str(path))
+    if data["format_version"] != FORMAT_VERSION:
+        raise BackupError(f"{path} has unsupported format_version {data['format_version']!r}.", path=str(path))
+    try:
+        parse_time(str(data["created_at"]))
+    except ValueError as exc:
+        raise BackupError(f"{path} has an unreadable created_at {data['created_at']!r}.", path=str(path)) from exc
+    return data | {"manifest_path": str(path)}
+
+
+def list_backups(dest: Path | str, environment: str | None = None, database: str | None = None) -> BackupListing:
+    """Manifests in ``dest`` (optionally of one environment/database), newest first.
+
+    Unreadable or foreign ``*.json`` files are skipped with a reason; a missing directory has no backups.
+    """
+    directory = Path(dest)
+    backups: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
+    if not directory.is_dir():
+        return BackupListing([], [])
+    for path in sorted(directory.glob(f"*{MANIFEST_SUFFIX}")):
+        if path.name.startswith("."):
+            continue
+        try:
+            manifest = load_manifest(path)
+        except BackupError as exc:
+            skipped.append({"path": str(path), "reason": exc.msg})
+            continue
+        if environment is not None and manifest["environment"] != environment:
+            continue
+        if database is not None and manifest["database"] != database:
+            continue
+        backups.append(manifest)
+    backups.sort(key=lambda m: (parse_time(str(m["created_at"])), str(m["name"])), reverse=True)
+    return BackupListing(backups, skipped)
+
+
+def age_seconds(manifest: Mapping[str, Any], now: datetime) -> float:
+    """Seconds since the backup's ``created_at``."""
+    return (now - parse_time(str(manifest["created_at"]))).total_seconds()
+
+
+def verify_existing(
+    manifest: Mapping[str, Any],
+    run: Run | None = None,
+    pg_bin_dir: Path | None = None,
+    list_archive: bool = True,
+) -> IntegrityReport:
+    """Re-check a stored dump: size and sha256 against the manifest, then ``pg_restore --list``.
+
+    Detects corruption and truncation. ``run`` is needed only for the listing; without it (or with
+    ``list_archive=False``) only the checksum is checked.
+    """
+    commands: list[list[str]] = []
+    path = Path(str(manifest["path"]))
+    try:
+        digest, size = sha256_file(path)
+    except OSError as exc:
+        return IntegrityReport(False, False, None, f"cannot read {path}: {exc.strerror or exc}", commands)
+    if size != manifest.get("size_bytes"):
+        reason = (
+            f"size mismatch (manifest {manifest.get('size_bytes')} bytes, file {size} bytes): truncated or replaced"
+        )
+        return IntegrityReport(False, False, None, reason, commands)
+    if digest != manifest.get("sha256"):
+        reason = f"checksum mismatch (expected {str(manifest.get('sha256'))[:12]}…, got {digest[:12]}…)"
+        return IntegrityReport(False, False, None, reason, commands)
+    if not list_archive or run is None:
+        return IntegrityReport(True, True, None, None, commands)
+    try:
+        pg_restore = resolve_tool("pg_restore", pg_bin_dir)
+        result = _run_checked(
+            run, list_argv(pg_restore, path), {}, commands, "Listing the archive", _RESTORE_ERROR_MARKERS
+        )
+        _check_archive_listing(result, path)
+    except BackupError as exc:
+        return IntegrityReport(False, True, False, exc.msg, commands)
+    return IntegrityReport(True, True, True, None, commands)
+
+
+# --- creating a backup ---
+
+
+def _check_client_versions(
+    run: Run, pg_dump: str, pg_restore: str | None, facts: ServerFacts, commands: list[list[str]], where: str
+) -> str:
+    """Refuse, before dumping, a pg_dump (or pg_restore) older than the server; return pg_dump's version."""
+    server_major = major_from_version_num(facts.server_version_num)
+    fix = (
+        f"Install the postgresql-client-{_major_label(server_major)} package (or newer) or set pg_bin_dir to the "
+        "newer binaries."
+    )
+    dump_out = _run_checked(run, [pg_dump, "--version"], {}, commands, f"Backing up {where}: pg_dump --version", ())
+    dump_major, dump_version = major_from_version_output(dump_out.stdout)
+    if dump_major < server_major:
+        raise BackupError(
+            f"Backing up {where} refused before dumping: {pg_dump} is version {dump_version}, older than the server "
+            f"({facts.server_version}); pg_dump cannot dump a newer server. {fix}",
+            pg_dump_version=dump_version,
+            server_version=facts.server_version,
+        )
+    if pg_restore is not None:
+        restore_out = _run_checked(
+            run, [pg_restore, "--version"], {}, commands, f"Backing up {where}: pg_restore --version", ()
+        )
+        restore_major, restore_version = major_from_version_output(restore_out.stdout)
+        if restore_major < dump_major:
+            raise BackupError(
+                f"Backing up {where} refused before dumping: {pg_restore} is version {restore_version}, older than "
+                f"pg_dump {dump_version}, and could not read the archive to verify it. Use pg_restore from the same "
+                "installation as pg_dump (pg_bin_dir).",
+                pg_dump_version=dump_version,
+                pg_restore_version=restore_version,
+            )
+    return dump_version
+
+
+def _reusable(
+    request: BackupRequest, name: str | None, facts: ServerFacts, now: datetime
+) -> tuple[dict[str, Any] | None, str]:
+    """A backup that makes this run unnecessary, and why (or why not)."""
+    if request.force:
+        return None, "force is set"
+    conn = request.conn
+    if name is not None:
+        manifest_path = request.dest / f"{name}{MANIFEST_SUFFIX}"
+        if not manifest_path.exists():
+            return None, f"no backup named {name}"
+        manifest = load_manifest(manifest_path)
+        if (manifest["environment"], manifest["database"]) != (request.environment, conn.dbname):
+            raise BackupError(
+                f"Backing up {conn.describe()} as {name} refused: {manifest_path} is a backup of "
+                f"{manifest['environment']}/{manifest['database']}. Choose another name.",
+                path=str(manifest_path),
+            )
+        report = verify_existing(manifest, list_archive=False)
+        if not manifest["verified"] or not report.ok:
+            why = "is not verified" if not manifest["verified"] else f"is damaged: {report.reason}"
+            raise BackupError(
+                f"Backing up {conn.describe()} as {name} refused: the existing backup {manifest_path} {why}. "
+                "Set force to replace it, or choose another name.",
+                path=str(manifest_path),
+            )
+        return manifest, f"backup {name} already exists and is verified"
+    if request.max_age is None:
+        return None, "no max_age given"
+    for manifest in list_backups(request.dest, request.environment, conn.dbname).backups:
+        if not manifest["verified"] or manifest["alembic_revision"] != facts.alembic_revision:
+            continue
+        if age_seconds(manifest, now) > request.max_age:
+            break  # newest first: every later one is older still
+        if verify_existing(manifest, list_archive=False).ok:
+            return manifest, f"verified backup {manifest['name']} is younger than max_age at the same revision"
+    return None, "no verified backup younger than max_age at this revision"
+
+
+def _new_manifest(
+    request: BackupRequest,
+    name: str,
+    dump_path: Path,
+    started: datetime,
+    facts: ServerFacts,
+    snap: SnapshotFacts,
+    pg_dump_version: str,
+) -> dict[str, Any]:
+    conn = request.conn
+    return {
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "environment": request.environment,
+        "database": conn.dbname,
+        "host": conn.host,
+        "port": conn.port,
+        "created_at": format_time(started),
+        "finished_at": None,
+        "path": str(dump_path),
+        "format": "custom",
+        "size_bytes": None,
+        "sha256": None,
+        "server_version": facts.server_version,
+        "pg_dump_version": pg_dump_version,
+        "alembic_revision": snap.alembic_revision,
+        "row_counts": dict(snap.row_counts),
+        "git_commit": request.git_commit or None,
+        "verified": False,
+        "verification": {"list_ok": None, "restore_ok": None, "restored_row_counts_match": None, "verified_at": None},
+        "pre_migration": bool(request.pre_migration),
+    }
+
+
+def _count_differences(expected: Mapping[str, int], actual: Mapping[str, int]) -> dict[str, dict[str, int | None]]:
+    return {
+        table: {"expected": expected.get(table), "restored": actual.get(table)}
+        for table in sorted(set(expected) | set(actual))
+        if expected.get(table) != actual.get(table)
+    }
+
+
+def _test_restore(
+    request: BackupRequest,
+    db: Database,
+    run: Run,
+    pg_restore: str,
+    path: Path,
+    env: Mapping[str, str],
+    expected: Mapping[str, int],
+    commands: list[list[str]],
+    token: Callable[[], str],
+    warnings: list[str],
+) -> None:
+    """Restore into a scratch database, compare row counts, always drop the scratch."""
+    scratch = f"{SCRATCH_PREFIX}{token()}"
+    failure: BaseException | None = None
+    try:
+        db.create_scratch(scratch)
+        _run_checked(
+            run,
+            restore_argv(pg_restore, request.conn, scratch, path),
+            env,
+            commands,
+            f"Test restore of {path.name} into scratch database {scratch}",
+            _RESTORE_ERROR_MARKERS,
+        )
+        restored = db.row_counts(scratch)
+        differences = _count_differences(expected, restored)
+        if differences:
+            raise BackupError(
+                f"Test restore of {path.name} into {scratch} does not match the source: row counts differ in "
+                f"{', '.join(differences)}.",
+                row_count_differences=differences,
+            )
+    except BaseException as exc:
+        failure = exc
+        raise
+    finally:
+        try:
+            db.drop_scratch(scratch)
+        except DeployError as exc:
+            # The backup itself is fine when only the cleanup failed: warn. After a failure, that failure
+            # stays the error and the leftover scratch database is named in its details.
+            if failure is None:
+                warnings.append(exc.msg)
+            elif isinstance(failure, DeployError):
+                failure.details["scratch_drop_error"] = exc.msg
+
+
+def _token() -> str:
+    return secrets.token_hex(6)
+
+
+def create(
+    request: BackupRequest,
+    run: Run,
+    db: Database | None = None,
+    dry_run: bool = False,
+    clock: Callable[[], datetime] = utc_now,
+    token: Callable[[], str] = _token,
+) -> BackupResult:
+    """Take a verified backup of ``request.conn``'s database, or reuse a recent one, or predict (``dry_run``).
+
+    Holds the per-database operation lock for the whole dump and verification. Raises ``BackupError``,
+    ``LockHeldError`` or ``ConnectionFailedError``; on failure nothing that looks like a backup is left.
+    """
+    try:
+        return _create(request, run, db, dry_run, clock, token)
+    except _DB_ERRORS as exc:
+        text = str(exc).strip()
+        cause = text.splitlines()[0] if text else type(exc).__name__
+        raise BackupError(f"Backing up {request.conn.describe()} failed: database error: {cause}") from exc
+
+
+def _create(
+    request: BackupRequest,
+    run: Run,
+    db: Database | None,
+    dry_run: bool,
+    clock: Callable[[], datetime],
+    token: Callable[[], str],
+) -> BackupResult:
+    conn = request.conn
+    where = conn.describe()
+    if request.verify not in VERIFY_CHOICES:
+        raise BackupError(f"Invalid verify {request.verify!r}: choose one of {', '.join(VERIFY_CHOICES)}.")
+    if request.name is not None and not _NAME_RE.match(request.name):
+        raise BackupError(
+            f"Invalid backup name {request.name!r}: use letters, digits, '.', '_' and '-' (no '/'), "
+            "starting with a letter or digit."
+        )
+    db = db if db is not None else PgDatabase(conn)
+    dest = Path(request.dest)
+    commands: list[list[str]] = []
+    warnings: list[str] = []
+    pg_dump = resolve_tool("pg_dump", request.pg_bin_dir)
+    pg_restore = resolve_tool("pg_restore", request.pg_bin_dir) if request.verify != "none" else None
+
+    # Check mode takes no lock: it writes nothing, and a held lock would only be reported, not waited for.
+    lock = contextlib.nullcontext() if dry_run else db.lock(LOCK_OPERATION)
+    with lock:
+        facts = db.probe()
+        pg_dump_version = _check_client_versions(run, pg_dump, pg_restore, facts, commands, where)
+        started = clock()
+        reused, reason = _reusable(request, request.name, facts, started)
+        if reused is not None:
+            return BackupResult(
+                False,
+                f"Reused backup {reused['name']} of {where} ({reason}); nothing dumped.",
+                reused,
+                commands,
+                warnings,
+            )
+        name = request.name or default_name(request.environment, conn.dbname, started)
+        dump_path = (dest / f"{name}{DUMP_SUFFIX}").absolute()
+        partial = dest.absolute() / f"{name}{PARTIAL_SUFFIX}"
+        manifest_path = dest.absolute() / f"{name}{MANIFEST_SUFFIX}"
+
+        if dry_run:
+            with db.snapshot(export=False) as snap:
+                manifest = _new_manifest(request, name, dump_path, started, facts, snap, pg_dump_version)
+            commands.append(dump_argv(pg_dump, conn, partial, SNAPSHOT_PLACEHOLDER))
+            if pg_restore is not None:
+                commands.append(list_argv(pg_restore, partial))
+            if request.verify == "restore" and pg_restore is not None:
+                commands.append(restore_argv(pg_restore, conn, f"{SCRATCH_PREFIX}<random>", partial))
+            return BackupResult(
+                True,
+                f"Would back up {where} to {dump_path} ({reason}; verify: {request.verify}).",
+                manifest | {"manifest_path": str(manifest_path)},
+                commands,
+                warnings,
+            )
+
+        _ensure_private_dir(dest)
+        _remove_quietly(partial)  # a stale partial from a killed run is never a backup
+        finished_files: list[Path] = []
+        try:
+            with pgpass_file(conn) as passfile:
+                env = conn.libpq_env(passfile)
+                # Created 0600 before pg_dump opens it, so the dump is never readable by others, even briefly.
+                os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                with db.snapshot(export=True) as snap:
+                    manifest = _new_manifest(request, name, dump_path, started, facts, snap, pg_dump_version)
+                    _run_checked(
+                        run,
+                        dump_argv(pg_dump, conn, partial, snap.snapshot),
+                        env,
+                        commands,
+                        f"Backing up {where} to {partial}",
+                        _DUMP_ERROR_MARKERS,
+                    )
+                os.chmod(partial, 0o600)
+                digest, size = sha256_file(partial)
+                if size == 0:
+                    raise BackupError(f"Backing up {where} failed: pg_dump wrote an empty file.", path=str(partial))
+                manifest["sha256"], manifest["size_bytes"] = digest, size
+                verification = manifest["verification"]
+                if pg_restore is not None:
+                    listing = _run_checked(
+                        run,
+                        list_argv(pg_restore, partial),
+                        env,
+                        commands,
+                        f"Verifying {partial.name} with pg_restore --list",
+                        _RESTORE_ERROR_MARKERS,
+                    )
+                    _check_archive_listing(listing, partial)
+                    verification["list_ok"] = True
+                if request.verify == "restore" and pg_restore is not None:
+                    _test_restore(
+                        request, db, run, pg_restore, partial, env, manifest["row_counts"], commands, token, warnings
+                    )
+                    verification["restore_ok"] = True
+                    verification["restored_row_counts_match"] = True
+                finished = clock()
+                if request.verify != "none":
+                    verification["verified_at"] = format_time(finished)
+                manifest["verified"] = request.verify == "restore"
+                manifest["finished_at"] = format_time(finished)
+                with open(partial, "rb") as handle:
+                    os.fsync(handle.fileno())
+                finished_files.append(dump_path)
+                os.replace(partial, dump_path)
+                _fsync_dir(dest)
+                write_manifest(manifest_path, manifest)
+        except OSError as exc:
+            _remove_quietly(partial, *finished_files)
+            raise BackupError(
+                f"Backing up {where} to {dest} failed: {exc.strerror or exc}", path=str(getattr(exc, "filename", ""))
+            ) from exc
+        except BaseException:
+            _remove_quietly(partial, *finished_files)
+            raise
+
+    verified_text = {"restore": "verified by a test restore", "list": "listed, not test-restored", "none": "unverified"}
+    return BackupResult(
+        True,
+        f"Backed up {where} to {dump_path} ({size} bytes, {verified_text[request.verify]}).",
+        manifest | {"manifest_path": str(manifest_path)},
+        commands,
+        warnings,
+    )
