@@ -463,7 +463,7 @@ def failed_index(plan_: Plan, left_at: tuple[str, ...], applied: int) -> int:
     return min(applied, len(plan_.steps) - 1)
 
 
-def describe_move(verb_past: str, database: str, plan: Plan, dry_run: bool) -> str:
+def describe_move(database: str, plan: Plan, dry_run: bool) -> str:
     """The one-sentence summary: ``Upgraded tracehub from 002 to 006 (4 revisions).``"""
     if plan.direction == NONE:
         return f"{database} is already at revision {rev_label(plan.current)}; nothing to do."
@@ -472,6 +472,20 @@ def describe_move(verb_past: str, database: str, plan: Plan, dry_run: bool) -> s
     noun = "revision" if n == 1 else "revisions"
     moved = f"from {rev_label(plan.current)} to {rev_label(plan.target)}"
     return f"{verb[1] if dry_run else verb[0]} {database} {moved} ({n} {noun})."
+
+
+def describe_state(state: MigrationInfo) -> str:
+    """The one-sentence summary of ``info``: ``tracehub is at 002; 4 revisions pending up to 006.``"""
+    where = f"{state.database} is at {', '.join(state.current) or BASE}"
+    heads = ", ".join(state.heads) or BASE
+    if state.is_at_head:
+        return f"{where}, the head of the scripts; nothing pending."
+    if len(state.heads) > 1:
+        return f"{where}; the scripts have several heads ({heads}): merge them before migrating."
+    n = len(state.pending)
+    if n == 0:
+        return f"{where}, which is not below the scripts' head {heads}; nothing to upgrade."
+    return f"{where}; {n} revision{'s' if n != 1 else ''} pending up to {heads}."
 
 
 # --- database side -------------------------------------------------------------------------------
@@ -650,6 +664,8 @@ def _run(
             left_at=list(left_at),
             applied=[a.as_dict() for a in collector.applied],
             cause=cause,
+            # Revisions before the failing one were committed: the database did change.
+            changed=bool(collector.applied),
         ) from exc
     if not collector.applied and plan_.steps:
         # env.py did not forward on_version_apply: report the plan with the whole run's time spread evenly.
