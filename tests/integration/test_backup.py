@@ -195,7 +195,7 @@ def test_create_force_takes_new_backup_within_max_age(source_db, tmp_path):
 
 def test_create_lock_held_by_migration_names_holder(source_db, tmp_path):
     with operation_lock(source_db, "migrate"):
-        with pytest.raises(LockHeldError, match="tracehub.deploy migrate") as caught:
+        with pytest.raises(LockHeldError, match=r"tracehub\.deploy migrate") as caught:
             create(_request(source_db, tmp_path / "b"), run=subprocess_runner)
     assert "Cannot back up" in caught.value.msg
     assert not (tmp_path / "b").exists()
