@@ -18,6 +18,7 @@ import io
 import os
 import re
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -222,12 +223,19 @@ def load_scripts(script_location: str) -> Any:
             "Point script_location at the directory that holds env.py and versions/.",
             script_location=location,
         )
-    try:
-        return ScriptDirectory.from_config(make_config(location))
-    except (CommandError, RevisionError, SyntaxError, ImportError) as exc:
-        raise MigrationError(
-            f"Reading the Alembic scripts in {location} failed: {first_line(exc)}", script_location=location
-        ) from exc
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            script = ScriptDirectory.from_config(make_config(location))
+            script.get_heads()  # the revision map loads lazily: load it now, while errors are explained here
+        except Exception as exc:
+            # A revision file can fail in any way on import; Alembic's warning names a dangling down_revision.
+            cause = str(caught[-1].message) if caught else first_line(exc)
+            raise MigrationError(
+                f"Reading the Alembic scripts in {location} failed: {cause}. Fix that revision file.",
+                script_location=location,
+            ) from exc
+    return script
 
 
 def make_config(
