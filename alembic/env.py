@@ -94,6 +94,8 @@ def _run_on(connection: Connection) -> None:
         connection=connection,
         target_metadata=target_metadata,
         transaction_per_migration=True,
+        # The library times each applied revision through this callback (plugins/module_utils/alembic_ops.py).
+        on_version_apply=config.attributes.get("on_version_apply"),
     )
     with context.begin_transaction():
         context.run_migrations()
