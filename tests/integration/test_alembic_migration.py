@@ -285,9 +285,12 @@ needs_project_alembic = pytest.mark.skipif(not _project_revisions(), reason="ale
 def test_project_alembic_upgrade_to_head_then_unchanged(fresh_db):
     script = alembic_ops.load_scripts(str(PROJECT_ALEMBIC))
     known = alembic_ops.known_revisions(script)
-    result = alembic_ops.migrate(fresh_db, str(PROJECT_ALEMBIC), "head")
-    assert [a.revision for a in result.applied] == known
+    events = []
+    result = alembic_ops.migrate(fresh_db, str(PROJECT_ALEMBIC), "head", on_progress=lambda *e: events.append(e))
+    assert [a.revision for a in result.applied] == known == ["001", "002", "003", "004", "005", "006"]
     assert all(a.message for a in result.applied)
+    # env.py forwards on_version_apply: progress arrives per revision, as it happens.
+    assert [e[0] for e in events] == known
     assert alembic_ops.migrate(fresh_db, str(PROJECT_ALEMBIC), "head").changed is False
 
 
