@@ -232,6 +232,8 @@ def _is_number(value: Any) -> bool:
 def values_equal(observed: Any, expected: Any) -> bool:
     """Equality as an operator means it: numbers numerically, otherwise JSON-safe forms, then text."""
     observed, expected = json_safe(observed), json_safe(expected)
+    if isinstance(observed, bool) != isinstance(expected, bool):
+        return False  # True == 1 in Python, not in a check
     if _is_number(observed) and _is_number(expected):
         return observed == expected
     if observed == expected:
