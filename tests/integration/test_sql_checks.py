@@ -439,3 +439,63 @@ def test_role_validate_warns_at_005_and_fail_on_warn_fails(seeded_db, tmp_path):
 
     assert proc.returncode != 0
     assert "7 passed, 5 warnings, 0 failed" in proc.stdout
+
+
+def test_module_suite_path_in_check_mode_runs_read_only_and_reports(head_db, tmp_path):
+    vars_file = tmp_path / "vars.json"
+    vars_file.write_text(json.dumps({"pw": head_db.password, "out": str(tmp_path / "out.json")}))
+    playbook = tmp_path / "module.yml"
+    playbook.write_text(
+        f"""
+- name: Module
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: Run the pre_migration suite from a path
+      tracehub.deploy.sql_check:
+        login_host: {head_db.host}
+        login_port: {head_db.port}
+        login_user: {head_db.user}
+        login_password: "{{{{ pw }}}}"
+        login_db: {head_db.dbname}
+        ssl_mode: disable
+        suite_path: {SUITES / "pre_migration.yml"}
+      register: result
+      no_log: true
+    - name: Save the result
+      ansible.builtin.copy:
+        dest: "{{{{ out }}}}"
+        content: "{{{{ result | to_json }}}}"
+        mode: "0600"
+      check_mode: false
+"""
+    )
+
+    proc = subprocess.run(
+        [
+            str(PROJECT_DIR / ".venv" / "bin" / "ansible-playbook"),
+            "--check",
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            "-e",
+            f"@{vars_file}",
+            "-e",
+            "ansible_python_interpreter={{ ansible_playbook_python }}",
+            str(playbook),
+        ],
+        cwd=PROJECT_DIR,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert result["changed"] is False
+    assert result["msg"] == "2 passed, 1 warnings, 0 failed"
+    assert result["checks"]["collected"]["baseline"]["users"] == 45
+    assert "SET TRANSACTION READ ONLY" in result["queries"]
+    assert not any(head_db.password in q for q in result["queries"])
+    assert head_db.password not in json.dumps(result)
