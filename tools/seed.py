@@ -173,12 +173,14 @@ class SeedError(RuntimeError):
 
 def _pick(words: str, index_sql: str) -> str:
     """SQL picking one entry of WORDS[words] (a bound text[]) by an integer expression."""
-    return f"(%({words})s::text[])[1 + mod({index_sql} + %(seed)s, {len(WORDS[words])})]"
+    return f"(%({words})s::text[])[(1 + mod({index_sql} + %(seed)s, {len(WORDS[words])}))::int]"
 
 
 def _enum(type_name: str, index_sql: str) -> str:
     """SQL picking one value of an enum type by an integer expression (all values appear in turn)."""
-    return f"(%(enum_{type_name})s::text[])[1 + mod({index_sql} + %(seed)s, {len(ENUMS[type_name])})]::{type_name}"
+    return (
+        f"(%(enum_{type_name})s::text[])[(1 + mod({index_sql} + %(seed)s, {len(ENUMS[type_name])}))::int]::{type_name}"
+    )
 
 
 def _uid(kind: str, number_sql: str) -> str:
@@ -194,6 +196,7 @@ def _user_of(i: str) -> str:
     return _uid("user", f"1 + mod({i} - 1, {USERS})")
 
 
+# Row numbers are bigint: products like i * 104729 overflow int4 at large scales.
 # Every timestamp hangs off this fixed instant, never now(): the data must be identical run after run.
 T0 = "'2024-01-15 08:00:00+00'::timestamptz"
 
@@ -209,7 +212,7 @@ INSERTS: dict[str, str] = {
                CASE WHEN mod(i, 5) = 0 THEN NULL ELSE {T0} + i * interval '9 days 3 hours' END,
                {T0} + i * interval '2 days 7 hours',
                {T0} + i * interval '2 days 7 hours' + interval '4 hours'
-          FROM generate_series(1, {USERS}) AS g(i)
+          FROM generate_series(1::bigint, {USERS}) AS g(i)
     """,
     "shipments": f"""
         INSERT INTO shipments (id, reference, container_number, bl_number, booking_ref, vessel_name, voyage_number,
@@ -236,14 +239,14 @@ INSERTS: dict[str, str] = {
                CASE WHEN st >= 3 THEN created + interval '12 days 6 hours' END,
                CASE WHEN st >= 4 THEN created + interval '35 days 2 hours' END,
                CASE WHEN mod(i, 13) = 0 THEN NULL ELSE {_pick("incoterms", "i")} END,
-               (%(enum_shipmentstatus)s::text[])[1 + st]::shipmentstatus,
+               (%(enum_shipmentstatus)s::text[])[(1 + st)::int]::shipmentstatus,
                CASE WHEN mod(i, 11) = 0 THEN NULL ELSE {_pick("exporters", "i")} END,
                CASE WHEN mod(i, 17) = 0 THEN NULL ELSE {_pick("importers", "i")} END,
                mod(i, 3) <> 0,
                CASE WHEN mod(i, 3) <> 0 THEN 'EUDR-DDS-' || upper(substr(md5(%(salt)s || 'dds' || i), 1, 12)) END,
                created,
                created + interval '1 day'
-          FROM generate_series(1, %(n_shipments)s) AS g(i),
+          FROM generate_series(1::bigint, %(n_shipments)s) AS g(i),
                LATERAL (SELECT mod(i + %(seed)s, 8) AS st,
                                {T0} + i * interval '2 hours 17 minutes' AS created) AS x
     """,
@@ -272,7 +275,7 @@ INSERTS: dict[str, str] = {
                CASE WHEN mod(i, 19) = 0 THEN NULL ELSE {_user_of("i")} END,
                {T0} + i * interval '37 minutes',
                {T0} + i * interval '37 minutes' + interval '3 hours'
-          FROM generate_series(1, %(n_documents)s) AS g(i),
+          FROM generate_series(1::bigint, %(n_documents)s) AS g(i),
                LATERAL (SELECT {_enum("documenttype", "i")} AS dt,
                                {_enum("documentstatus", "i * 3")} AS ds) AS x
     """,
@@ -296,7 +299,7 @@ INSERTS: dict[str, str] = {
                CASE WHEN mod(i, 7) = 0 THEN NULL ELSE {_pick("quality_grades", "i")} END,
                {T0} + i * interval '1 hour 3 minutes',
                {T0} + i * interval '1 hour 3 minutes' + interval '30 minutes'
-          FROM generate_series(1, %(n_products)s) AS g(i),
+          FROM generate_series(1::bigint, %(n_products)s) AS g(i),
                LATERAL (SELECT CASE WHEN mod(i, 19) = 0 THEN NULL
                                     ELSE round((8000 + mod(i * 7919, 17000) + mod(i, 1000) / 1000.0)::numeric, 3)
                                END AS net) AS x
@@ -315,7 +318,7 @@ INSERTS: dict[str, str] = {
                CASE WHEN mod(i, 3) = 0 THEN NULL ELSE 'RC-' || lpad(mod(i * 613, 1000000)::text, 6, '0') END,
                {T0} + i * interval '53 minutes',
                {T0} + i * interval '53 minutes' + interval '1 day'
-          FROM generate_series(1, %(n_parties)s) AS g(i)
+          FROM generate_series(1::bigint, %(n_parties)s) AS g(i)
     """,
     "origins": f"""
         INSERT INTO origins (id, shipment_id, farm_name, plot_identifier, latitude, longitude, country, region, address,
@@ -346,7 +349,7 @@ INSERTS: dict[str, str] = {
                CASE WHEN verified AND mod(i, 4) <> 0 THEN {_pick("notes", "i")} END,
                {T0} + i * interval '41 minutes',
                {T0} + i * interval '41 minutes' + interval '2 hours'
-          FROM generate_series(1, %(n_origins)s) AS g(i),
+          FROM generate_series(1::bigint, %(n_origins)s) AS g(i),
                LATERAL (SELECT mod(i, 2) = 0 AS verified) AS x
     """,
     "container_events": f"""
@@ -373,7 +376,7 @@ INSERTS: dict[str, str] = {
                    'payloadVersion', 2,
                    'remarks', CASE WHEN mod(i, 3) = 0 THEN 'Zollbeschau – Container geöffnet' END) END,
                at + interval '5 minutes'
-          FROM generate_series(1, %(n_container_events)s) AS g(i),
+          FROM generate_series(1::bigint, %(n_container_events)s) AS g(i),
                LATERAL (SELECT {_enum("eventstatus", "i")} AS es,
                                {T0} + i * interval '11 minutes' AS at) AS x
     """,
@@ -389,7 +392,7 @@ INSERTS: dict[str, str] = {
                CASE WHEN mod(i, 5) = 0 THEN NULL ELSE '/shipments/' || {_shipment_of("i")} END,
                CASE WHEN mod(i, 5) = 0 THEN NULL ELSE {_shipment_of("i")} END,
                {T0} + i * interval '9 minutes'
-          FROM generate_series(1, %(n_notifications)s) AS g(i),
+          FROM generate_series(1::bigint, %(n_notifications)s) AS g(i),
                LATERAL (SELECT {_enum("notificationtype", "i")} AS nt) AS x
     """,
     "audit_logs": f"""
@@ -408,7 +411,7 @@ INSERTS: dict[str, str] = {
                CASE WHEN mod(i, 10) = 0 THEN NULL ELSE {_pick("ip_addresses", "i")} END,
                CASE WHEN mod(i, 10) = 0 THEN NULL ELSE {_pick("user_agents", "i")} END,
                {T0} + i * interval '4 minutes'
-          FROM generate_series(1, %(n_audit_logs)s) AS g(i),
+          FROM generate_series(1::bigint, %(n_audit_logs)s) AS g(i),
                LATERAL (SELECT {_pick("resource_types", "i")} AS rt) AS x
     """,
 }
