@@ -446,3 +446,175 @@ def test_psycopg2_password_with_special_chars_reaches_alembic(fresh_db):
     assert any(c in fresh_db.password for c in "%@:")
     assert alembic_ops.migrate(fresh_db, LINEAR, "001").to_revision == "001"
     psycopg2.connect(**fresh_db.psycopg2_kwargs()).close()
+
+
+# --- the migrate role, end to end ---------------------------------------------------------------------
+
+
+def _role_run(tmp_path: Path, conn, *args: str, script_location: Path | None = None) -> subprocess.CompletedProcess:
+    """ansible-playbook of the migrate role against ``conn`` (one inventory host, everything local)."""
+    (tmp_path / "backups").mkdir(exist_ok=True)
+    (tmp_path / "runs").mkdir(exist_ok=True)
+    inventory = tmp_path / "hosts.yml"
+    host_vars = {
+        "ansible_connection": "local",
+        "ansible_python_interpreter": str(PROJECT_DIR / ".venv/bin/python"),
+        "tracehub_environment": "staging",
+        "db_host": conn.host,
+        "db_port": conn.port,
+        "db_name": conn.dbname,
+        "db_user": conn.user,
+        "tracehub_backup_dir": str(tmp_path / "backups"),
+        "tracehub_records_dir": str(tmp_path / "runs"),
+        "migrate_db_ssl_mode": "disable",
+        "migrate_poll_interval": 1,
+    }
+    if script_location is not None:
+        host_vars["migrate_script_location"] = str(script_location)
+    inventory.write_text(json.dumps({"all": {"children": {"db": {"hosts": {"testdb": host_vars}}}}}))
+    secrets = tmp_path / "secrets.json"
+    secrets.write_text(json.dumps({"db_password": conn.password}))
+    secrets.chmod(0o600)
+    playbook = tmp_path / "role.yml"
+    playbook.write_text(
+        "- name: Migrate\n  hosts: db\n  gather_facts: false\n  roles:\n    - role: tracehub.deploy.migrate\n"
+    )
+    env = dict(os.environ, ANSIBLE_CONFIG=str(PROJECT_DIR / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    return subprocess.run(
+        [
+            str(PROJECT_DIR / ".venv/bin/ansible-playbook"),
+            "-i",
+            str(inventory),
+            str(playbook),
+            "-e",
+            f"@{secrets}",
+            *args,
+        ],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def _at_002_with_rows(conn) -> None:
+    """The production starting point: revision 002 with a few users (005 must give them to VIBOTAJ)."""
+    alembic_ops.migrate(conn, str(PROJECT_ALEMBIC), "002")
+    connection = connect(conn)
+    with connection.cursor() as cur:
+        cur.execute(
+            "INSERT INTO users (id, email, hashed_password, full_name, role) "
+            "SELECT gen_random_uuid(), 'u' || n || '@example.com', 'x', 'User ' || n, 'admin' "
+            "FROM generate_series(1, 3) n"
+        )
+    connection.commit()
+    connection.close()
+
+
+def _record(tmp_path: Path) -> dict:
+    (path,) = (tmp_path / "runs").glob("*.json")  # the run id comes from the run_context role, absent here
+    return json.loads(path.read_text())
+
+
+def _migrate_entries(tmp_path: Path) -> list[dict]:
+    record = _record(tmp_path)
+    phases = record.get("phases", record.get("entries", []))
+    return [p for p in phases if p.get("phase") == "migrate"]
+
+
+@needs_project_alembic
+def test_migrate_role_refuses_without_recent_verified_backup(fresh_db, tmp_path):
+    alembic_ops.migrate(fresh_db, str(PROJECT_ALEMBIC), "002")
+    run = _role_run(tmp_path, fresh_db)
+    assert run.returncode != 0, run.stdout
+    assert "no verified backup younger than 3600 s" in run.stdout
+    assert "playbooks/backup.yml" in run.stdout and "migrate_backup_waiver=true" in run.stdout
+    assert alembic_ops.current(fresh_db) == ("002",)
+
+
+@needs_project_alembic
+def test_migrate_role_with_waiver_applies_each_step_then_is_idempotent(fresh_db, tmp_path):
+    _at_002_with_rows(fresh_db)
+
+    check = _role_run(tmp_path, fresh_db, "--check", "-e", "migrate_backup_waiver=true")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert alembic_ops.current(fresh_db) == ("002",)
+
+    run = _role_run(tmp_path, fresh_db, "-e", "migrate_backup_waiver=true", "-vvvv")
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert fresh_db.password not in run.stdout + run.stderr
+    for rev in ("003", "004", "005", "006"):
+        assert f"Upgrade {fresh_db.dbname} to revision {rev}" in run.stdout
+        assert f"Validate the database after revision {rev}" in run.stdout
+    assert alembic_ops.current(fresh_db) == ("006",)
+    entry = _migrate_entries(tmp_path)[-1]
+    assert entry["status"] == "ok"
+    data = entry["data"]
+    assert (data["revision_before"], data["revision_after"]) == ("002", "006")
+    assert [a["revision"] for a in data["applied"]] == ["003", "004", "005", "006"]
+    assert all("duration_s" in a for a in data["applied"])
+    assert data["backup_waived"] is True
+    assert data["baseline_counts"]["users"] == 3
+    assert data["baseline_counts"] == data["final_counts"]
+
+    again = _role_run(tmp_path, fresh_db, "-e", "migrate_backup_waiver=true")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "changed=0" in again.stdout
+
+
+def _broken_project_copy(tmp_path: Path, revision: str, upgrade_body: str, downgrade_body: str | None = None) -> Path:
+    """A copy of alembic/ whose ``revision`` has another upgrade() (and optionally downgrade())."""
+    import re
+    import shutil
+
+    copy = tmp_path / "alembic"
+    shutil.copytree(PROJECT_ALEMBIC, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (target,) = copy.glob(f"versions/*-{revision}_*.py")
+    text = target.read_text()
+    text = re.sub(
+        r"def upgrade\(\) -> None:\n",
+        f"def upgrade() -> None:\n{upgrade_body}\n\n\ndef _orig_upgrade() -> None:\n",
+        text,
+        count=1,
+    )
+    if downgrade_body is not None:
+        text = re.sub(
+            r"def downgrade\(\) -> None:\n",
+            f"def downgrade() -> None:\n{downgrade_body}\n\n\ndef _orig_downgrade() -> None:\n",
+            text,
+            count=1,
+        )
+    target.write_text(text)
+    return copy
+
+
+@needs_project_alembic
+def test_migrate_role_failing_revision_goes_back_to_previous_and_names_step(fresh_db, tmp_path):
+    _at_002_with_rows(fresh_db)
+    broken = _broken_project_copy(tmp_path, "005", "    op.execute('SELECT 1/0')")
+    run = _role_run(tmp_path, fresh_db, "-e", "migrate_backup_waiver=true", script_location=broken)
+    assert run.returncode != 0
+    assert "failed at revision 005" in run.stdout
+    assert "while applying it" in run.stdout
+    assert "division by zero" in run.stdout
+    assert "returned to revision 004" in run.stdout
+    assert alembic_ops.current(fresh_db) == ("004",)
+    entry = _migrate_entries(tmp_path)[-1]
+    assert entry["status"] == "failed"
+    assert entry["data"]["failure"]["revision"] == "005"
+    assert entry["data"]["revision_after"] == "004"
+
+
+@needs_project_alembic
+def test_migrate_role_validation_failure_goes_back_to_004(fresh_db, tmp_path):
+    _at_002_with_rows(fresh_db)
+    # 006 that adds none of its constraints: the multitenancy suite fails after it.
+    broken = _broken_project_copy(tmp_path, "006", "    return", "    return")
+    run = _role_run(tmp_path, fresh_db, "-e", "migrate_backup_waiver=true", script_location=broken)
+    assert run.returncode != 0
+    assert "failed at revision 006" in run.stdout
+    assert "while validating it" in run.stdout
+    assert "returned to revision 004" in run.stdout
+    assert alembic_ops.current(fresh_db) == ("004",)
