@@ -1,7 +1,7 @@
 """Fill an empty database with realistic TraceHub data at revision 002, the state production is in.
 
     PGPASSWORD=... python -m tools.seed --host 127.0.0.1 --port 55432 --user tracehub --dbname tracehub
-    PGPASSWORD=... python -m tools.seed ... --scale 1800 --seed 8     # about 2.5 million rows
+    PGPASSWORD=... python -m tools.seed ... --scale 1796 --seed 8     # about 2.5 million rows, about a minute
 
 ``seed(conn, scale, seed)`` migrates the empty database to revision 002 with Alembic, then fills
 the nine tenant tables with set-based SQL (one ``INSERT ... SELECT generate_series`` per table, so
@@ -35,7 +35,14 @@ from ansible_collections.tracehub.deploy.plugins.module_utils.pg import ConnInfo
 
 SEED_REVISION = "002"
 TENANT_TABLES = (
-    "users", "shipments", "documents", "products", "parties", "origins", "container_events", "notifications",
+    "users",
+    "shipments",
+    "documents",
+    "products",
+    "parties",
+    "origins",
+    "container_events",
+    "notifications",
     "audit_logs",
 )
 USERS = 45
@@ -54,24 +61,59 @@ PER_SCALE = {
 ENUMS = {
     "userrole": ["admin", "compliance", "logistics_agent", "buyer", "supplier", "viewer"],
     "shipmentstatus": [
-        "DRAFT", "DOCS_PENDING", "DOCS_COMPLETE", "IN_TRANSIT", "ARRIVED", "CUSTOMS", "DELIVERED", "ARCHIVED",
+        "DRAFT",
+        "DOCS_PENDING",
+        "DOCS_COMPLETE",
+        "IN_TRANSIT",
+        "ARRIVED",
+        "CUSTOMS",
+        "DELIVERED",
+        "ARCHIVED",
     ],
     "documenttype": [
-        "BILL_OF_LADING", "COMMERCIAL_INVOICE", "PACKING_LIST", "CERTIFICATE_OF_ORIGIN", "PHYTOSANITARY_CERTIFICATE",
-        "FUMIGATION_CERTIFICATE", "INSURANCE_CERTIFICATE", "CONTRACT", "CUSTOMS_DECLARATION", "OTHER",
-        "SANITARY_CERTIFICATE", "EUDR_DUE_DILIGENCE", "QUALITY_CERTIFICATE", "EU_TRACES_CERTIFICATE",
-        "VETERINARY_HEALTH_CERTIFICATE", "EXPORT_DECLARATION",
+        "BILL_OF_LADING",
+        "COMMERCIAL_INVOICE",
+        "PACKING_LIST",
+        "CERTIFICATE_OF_ORIGIN",
+        "PHYTOSANITARY_CERTIFICATE",
+        "FUMIGATION_CERTIFICATE",
+        "INSURANCE_CERTIFICATE",
+        "CONTRACT",
+        "CUSTOMS_DECLARATION",
+        "OTHER",
+        "SANITARY_CERTIFICATE",
+        "EUDR_DUE_DILIGENCE",
+        "QUALITY_CERTIFICATE",
+        "EU_TRACES_CERTIFICATE",
+        "VETERINARY_HEALTH_CERTIFICATE",
+        "EXPORT_DECLARATION",
     ],
     "documentstatus": ["UPLOADED", "PENDING_VALIDATION", "VALIDATED", "REJECTED", "EXPIRED"],
     "partytype": ["EXPORTER", "IMPORTER", "SUPPLIER", "BUYER", "SHIPPING_LINE", "CUSTOMS_AGENT", "OTHER"],
     "eventstatus": [
-        "BOOKED", "GATE_IN", "LOADED", "DEPARTED", "IN_TRANSIT", "TRANSSHIPMENT", "ARRIVED", "DISCHARGED", "GATE_OUT",
-        "DELIVERED", "OTHER",
+        "BOOKED",
+        "GATE_IN",
+        "LOADED",
+        "DEPARTED",
+        "IN_TRANSIT",
+        "TRANSSHIPMENT",
+        "ARRIVED",
+        "DISCHARGED",
+        "GATE_OUT",
+        "DELIVERED",
+        "OTHER",
     ],
     "risklevel": ["LOW", "MEDIUM", "HIGH", "CRITICAL"],
     "notificationtype": [
-        "DOCUMENT_UPLOADED", "DOCUMENT_VALIDATED", "DOCUMENT_REJECTED", "SHIPMENT_CREATED", "SHIPMENT_STATUS_CHANGED",
-        "CONTAINER_UPDATE", "COMPLIANCE_ALERT", "DEADLINE_REMINDER", "SYSTEM",
+        "DOCUMENT_UPLOADED",
+        "DOCUMENT_VALIDATED",
+        "DOCUMENT_REJECTED",
+        "SHIPMENT_CREATED",
+        "SHIPMENT_STATUS_CHANGED",
+        "CONTAINER_UPDATE",
+        "COMPLIANCE_ALERT",
+        "DEADLINE_REMINDER",
+        "SYSTEM",
     ],
 }
 # (table, column) -> enum type name: what the tests check for full coverage.
@@ -89,23 +131,56 @@ ENUM_COLUMNS = {
 # Word lists: bound as text[] parameters, picked by row number. Non-ASCII on purpose.
 WORDS: dict[str, list[str]] = {
     "full_names": [
-        "Adébáyọ̀ Okonkwo", "Jürgen Müller", "Kwame Mensah", "Aminata Touré", "Zoë Schäfer", "Chiamaka Nwosu",
-        "Kofi Asante", "Léa Kouassi", "Björn Å. Lindqvist", "Ngozi Eze", "Yaw Boateng", "Hélène N'Guessan",
-        "Oluwaseun Adeyemi", "Grzegorz Wójcik", "Fatoumata Diallo",
+        "Adébáyọ̀ Okonkwo",
+        "Jürgen Müller",
+        "Kwame Mensah",
+        "Aminata Touré",
+        "Zoë Schäfer",
+        "Chiamaka Nwosu",
+        "Kofi Asante",
+        "Léa Kouassi",
+        "Björn Å. Lindqvist",
+        "Ngozi Eze",
+        "Yaw Boateng",
+        "Hélène N'Guessan",
+        "Oluwaseun Adeyemi",
+        "Grzegorz Wójcik",
+        "Fatoumata Diallo",
     ],
     "handles": [
-        "adebayo.okonkwo", "juergen.mueller", "kwame.mensah", "aminata.toure", "zoe.schaefer", "chiamaka.nwosu",
-        "kofi.asante", "lea.kouassi", "bjorn.lindqvist", "ngozi.eze", "yaw.boateng", "helene.nguessan",
-        "oluwaseun.adeyemi", "grzegorz.wojcik", "fatoumata.diallo",
+        "adebayo.okonkwo",
+        "juergen.mueller",
+        "kwame.mensah",
+        "aminata.toure",
+        "zoe.schaefer",
+        "chiamaka.nwosu",
+        "kofi.asante",
+        "lea.kouassi",
+        "bjorn.lindqvist",
+        "ngozi.eze",
+        "yaw.boateng",
+        "helene.nguessan",
+        "oluwaseun.adeyemi",
+        "grzegorz.wojcik",
+        "fatoumata.diallo",
     ],
     "mail_domains": ["vibotaj.com", "vibotaj.de", "vibotaj.ng"],
     "container_prefixes": ["MSCU", "MAEU", "CMAU", "HLXU", "ONEU"],
     "carrier_codes": ["MSCU", "MAEU", "CMDU", "HLCU", "ONEY"],
     "carrier_names": [
-        "MSC Mediterranean Shipping Company", "Maersk Line", "CMA CGM", "Hapag-Lloyd", "Ocean Network Express",
+        "MSC Mediterranean Shipping Company",
+        "Maersk Line",
+        "CMA CGM",
+        "Hapag-Lloyd",
+        "Ocean Network Express",
     ],
     "vessels": [
-        "MSC Aurora", "Maersk Kinshasa", "CMA CGM Lomé", "Hapag Express Tema", "ONE Crystal", "Grande Dakar",
+        "MSC Aurora",
+        "Maersk Kinshasa",
+        "CMA CGM Lomé",
+        "Hapag Express Tema",
+        "ONE Crystal",
+        "Grande Dakar",
     ],
     "pol_codes": ["NGAPP", "CIABJ", "GHTEM", "CMDLA", "NGTIN"],
     "pol_names": ["Lagos – Apapa", "Abidjan – Port Autonome", "Tema", "Douala", "Lagos – Tin Can Island"],
@@ -113,45 +188,76 @@ WORDS: dict[str, list[str]] = {
     "pod_names": ["Hamburg – Waltershof", "Rotterdam – Maasvlakte", "Antwerpen", "Le Havre"],
     "incoterms": ["FOB", "CIF", "CFR", "EXW", "DAP", "FCA"],
     "exporters": [
-        "VIBOTAJ Nigeria Ltd", "Société Ivoirienne de Transit", "Ghana Cocoa Board – Kumasi",
-        "Coopérative Agricole de Soubré", "Ondo Cocoa Farmers Union",
+        "VIBOTAJ Nigeria Ltd",
+        "Société Ivoirienne de Transit",
+        "Ghana Cocoa Board – Kumasi",
+        "Coopérative Agricole de Soubré",
+        "Ondo Cocoa Farmers Union",
     ],
     "importers": ["VIBOTAJ GmbH", "Hamburger Kakao-Kontor GmbH", "Rotterdam Cocoa Trading B.V.", "Brême Négoce SARL"],
     "issuers": [
-        "Nigerian Export Promotion Council", "Ministère de l'Agriculture – Côte d'Ivoire", "Ghana Cocoa Board – Kumasi",
-        "SGS Nigeria Ltd", "Bureau Veritas Côte d'Ivoire", "Zollamt Hamburg-Waltershof",
+        "Nigerian Export Promotion Council",
+        "Ministère de l'Agriculture – Côte d'Ivoire",
+        "Ghana Cocoa Board – Kumasi",
+        "SGS Nigeria Ltd",
+        "Bureau Veritas Côte d'Ivoire",
+        "Zollamt Hamburg-Waltershof",
     ],
     "mime_types": ["application/pdf", "image/jpeg", "image/png", "application/pdf"],
     "rejection_notes": [
-        "Stempel fehlt – bitte erneut hochladen", "Signature illisible, document à refaire",
-        "Net weight differs from packing list", "Certificate expired before shipment date",
+        "Stempel fehlt – bitte erneut hochladen",
+        "Signature illisible, document à refaire",
+        "Net weight differs from packing list",
+        "Certificate expired before shipment date",
     ],
     "products": [
-        "Cocoa beans", "Cashew nuts (raw)", "Sesame seeds", "Shea butter", "Hibiscus flowers (dried)",
-        "Ginger (dried, split)", "Beurre de karité",
+        "Cocoa beans",
+        "Cashew nuts (raw)",
+        "Sesame seeds",
+        "Shea butter",
+        "Hibiscus flowers (dried)",
+        "Ginger (dried, split)",
+        "Beurre de karité",
     ],
     "hs_codes": ["180100", "080131", "120740", "151590", "121190", "091011", "151590"],
     "packaging": ["Jute bags 64 kg", "Big bags 1 t", "Cartons 25 kg", "Sacs de jute 62,5 kg", "Bulk in container"],
     "quality_grades": ["Grade I", "Grade II", "Premium", "FAQ", "Qualité supérieure"],
     "farms": [
-        "Coopérative Agricole de Soubré", "Ferme Kouassi – Daloa", "Ondo Cocoa Farmers Union",
-        "Ashanti Smallholders – Kumasi", "Ijebu-Ode Cashew Estate", "Plantation Mbalmayo",
+        "Coopérative Agricole de Soubré",
+        "Ferme Kouassi – Daloa",
+        "Ondo Cocoa Farmers Union",
+        "Ashanti Smallholders – Kumasi",
+        "Ijebu-Ode Cashew Estate",
+        "Plantation Mbalmayo",
     ],
     "countries": ["Côte d'Ivoire", "Nigeria", "Ghana", "Cameroun", "Togo", "Nigeria"],
     "regions": ["Nawa", "Haut-Sassandra", "Ondo", "Ashanti", "Plateaux", "Ogun"],
     "suppliers": [
-        "Ghana Cocoa Board – Kumasi", "Société Coopérative Ivoirienne du Cacao", "Olam Agri Nigeria",
-        "Coopérative Agricole de Soubré", "Ondo Cocoa Farmers Union",
+        "Ghana Cocoa Board – Kumasi",
+        "Société Coopérative Ivoirienne du Cacao",
+        "Olam Agri Nigeria",
+        "Coopérative Agricole de Soubré",
+        "Ondo Cocoa Farmers Union",
     ],
     "party_names": [
-        "VIBOTAJ Nigeria Ltd", "VIBOTAJ GmbH", "Société Ivoirienne de Transit", "Hamburger Kakao-Kontor GmbH",
-        "MSC Mediterranean Shipping Company", "Müller & Söhne Zollagentur", "Ghana Cocoa Board – Kumasi",
+        "VIBOTAJ Nigeria Ltd",
+        "VIBOTAJ GmbH",
+        "Société Ivoirienne de Transit",
+        "Hamburger Kakao-Kontor GmbH",
+        "MSC Mediterranean Shipping Company",
+        "Müller & Söhne Zollagentur",
+        "Ghana Cocoa Board – Kumasi",
     ],
     "party_countries": ["Nigeria", "Deutschland", "Côte d'Ivoire", "Deutschland", "Schweiz", "Deutschland", "Ghana"],
     "event_codes": ["NGAPP", "CIABJ", "ESALG", "MAPTM", "DEHAM", "NLRTM", "GHTEM"],
     "event_places": [
-        "Lagos – Apapa", "Abidjan – Port Autonome", "Algeciras", "Tanger Med", "Hamburg – Waltershof",
-        "Rotterdam – Maasvlakte", "Tema",
+        "Lagos – Apapa",
+        "Abidjan – Port Autonome",
+        "Algeciras",
+        "Tanger Med",
+        "Hamburg – Waltershof",
+        "Rotterdam – Maasvlakte",
+        "Tema",
     ],
     "event_sources": ["carrier_api", "manual", "edi_315", "jsoncargo"],
     "actions": ["create", "update", "delete", "login", "logout", "upload", "validate", "export"],
@@ -511,14 +617,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dbname", default=os.environ.get("PGDATABASE", "tracehub"))
     parser.add_argument("--sslmode", default="prefer", help="libpq sslmode (default: prefer)")
     parser.add_argument(
-        "--scale", type=int, default=1, help="multiply the per-shipment tables (1 = production figures; "
-        "about 1800 gives 2.5 million rows)"
+        "--scale",
+        type=int,
+        default=1,
+        help="multiply the per-shipment tables (1 = production figures; 1796 gives about 2.5 million rows)",
     )
     parser.add_argument("--seed", type=int, default=8, help="same seed, same data (default: 8)")
     args = parser.parse_args(argv)
 
-    conn = ConnInfo(host=args.host, port=args.port, user=args.user, password=os.environ.get("PGPASSWORD"),
-                    dbname=args.dbname, sslmode=args.sslmode)
+    conn = ConnInfo(
+        host=args.host,
+        port=args.port,
+        user=args.user,
+        password=os.environ.get("PGPASSWORD"),
+        dbname=args.dbname,
+        sslmode=args.sslmode,
+    )
     started = time.monotonic()
     try:
         counts = seed(conn, scale=args.scale, seed=args.seed)
@@ -530,8 +644,10 @@ def main(argv: list[str] | None = None) -> int:
     for table, count in counts.items():
         print(f"{table:<{width}}  {count:>10,}")
     print(f"{'total':<{width}}  {sum(counts.values()):>10,}")
-    print(f"Seeded {conn.describe()} at revision {SEED_REVISION} (scale {args.scale}, seed {args.seed}) "
-          f"in {elapsed:.1f} s.")
+    print(
+        f"Seeded {conn.describe()} at revision {SEED_REVISION} (scale {args.scale}, seed {args.seed}) "
+        f"in {elapsed:.1f} s."
+    )
     return 0
 
 

@@ -27,32 +27,83 @@ USER_ROLE = postgresql.ENUM(
     "admin", "compliance", "logistics_agent", "buyer", "supplier", "viewer", name="userrole", create_type=False
 )
 SHIPMENT_STATUS = postgresql.ENUM(
-    "DRAFT", "DOCS_PENDING", "DOCS_COMPLETE", "IN_TRANSIT", "ARRIVED", "CUSTOMS", "DELIVERED", "ARCHIVED",
-    name="shipmentstatus", create_type=False,
+    "DRAFT",
+    "DOCS_PENDING",
+    "DOCS_COMPLETE",
+    "IN_TRANSIT",
+    "ARRIVED",
+    "CUSTOMS",
+    "DELIVERED",
+    "ARCHIVED",
+    name="shipmentstatus",
+    create_type=False,
 )
 DOCUMENT_TYPE = postgresql.ENUM(
-    "BILL_OF_LADING", "COMMERCIAL_INVOICE", "PACKING_LIST", "CERTIFICATE_OF_ORIGIN", "PHYTOSANITARY_CERTIFICATE",
-    "FUMIGATION_CERTIFICATE", "INSURANCE_CERTIFICATE", "CONTRACT", "CUSTOMS_DECLARATION", "OTHER",
-    name="documenttype", create_type=False,
+    "BILL_OF_LADING",
+    "COMMERCIAL_INVOICE",
+    "PACKING_LIST",
+    "CERTIFICATE_OF_ORIGIN",
+    "PHYTOSANITARY_CERTIFICATE",
+    "FUMIGATION_CERTIFICATE",
+    "INSURANCE_CERTIFICATE",
+    "CONTRACT",
+    "CUSTOMS_DECLARATION",
+    "OTHER",
+    name="documenttype",
+    create_type=False,
 )
 DOCUMENT_STATUS = postgresql.ENUM(
     "UPLOADED", "PENDING_VALIDATION", "VALIDATED", "REJECTED", "EXPIRED", name="documentstatus", create_type=False
 )
 PARTY_TYPE = postgresql.ENUM(
-    "EXPORTER", "IMPORTER", "SUPPLIER", "BUYER", "SHIPPING_LINE", "CUSTOMS_AGENT", "OTHER",
-    name="partytype", create_type=False,
+    "EXPORTER",
+    "IMPORTER",
+    "SUPPLIER",
+    "BUYER",
+    "SHIPPING_LINE",
+    "CUSTOMS_AGENT",
+    "OTHER",
+    name="partytype",
+    create_type=False,
 )
 EVENT_STATUS = postgresql.ENUM(
-    "BOOKED", "GATE_IN", "LOADED", "DEPARTED", "IN_TRANSIT", "TRANSSHIPMENT", "ARRIVED", "DISCHARGED", "GATE_OUT",
-    "DELIVERED", "OTHER", name="eventstatus", create_type=False,
+    "BOOKED",
+    "GATE_IN",
+    "LOADED",
+    "DEPARTED",
+    "IN_TRANSIT",
+    "TRANSSHIPMENT",
+    "ARRIVED",
+    "DISCHARGED",
+    "GATE_OUT",
+    "DELIVERED",
+    "OTHER",
+    name="eventstatus",
+    create_type=False,
 )
 RISK_LEVEL = postgresql.ENUM("LOW", "MEDIUM", "HIGH", "CRITICAL", name="risklevel", create_type=False)
 NOTIFICATION_TYPE = postgresql.ENUM(
-    "DOCUMENT_UPLOADED", "DOCUMENT_VALIDATED", "DOCUMENT_REJECTED", "SHIPMENT_CREATED", "SHIPMENT_STATUS_CHANGED",
-    "CONTAINER_UPDATE", "COMPLIANCE_ALERT", "DEADLINE_REMINDER", "SYSTEM", name="notificationtype", create_type=False,
+    "DOCUMENT_UPLOADED",
+    "DOCUMENT_VALIDATED",
+    "DOCUMENT_REJECTED",
+    "SHIPMENT_CREATED",
+    "SHIPMENT_STATUS_CHANGED",
+    "CONTAINER_UPDATE",
+    "COMPLIANCE_ALERT",
+    "DEADLINE_REMINDER",
+    "SYSTEM",
+    name="notificationtype",
+    create_type=False,
 )
 ENUMS = (
-    USER_ROLE, SHIPMENT_STATUS, DOCUMENT_TYPE, DOCUMENT_STATUS, PARTY_TYPE, EVENT_STATUS, RISK_LEVEL, NOTIFICATION_TYPE,
+    USER_ROLE,
+    SHIPMENT_STATUS,
+    DOCUMENT_TYPE,
+    DOCUMENT_STATUS,
+    PARTY_TYPE,
+    EVENT_STATUS,
+    RISK_LEVEL,
+    NOTIFICATION_TYPE,
 )
 
 
@@ -273,8 +324,15 @@ def upgrade() -> None:
 def downgrade() -> None:
     """Drop the nine tables (children first) and the eight enum types."""
     for table in (
-        "notifications", "audit_logs", "container_events", "parties", "origins", "products", "documents",
-        "shipments", "users",
+        "notifications",
+        "audit_logs",
+        "container_events",
+        "parties",
+        "origins",
+        "products",
+        "documents",
+        "shipments",
+        "users",
     ):
         op.drop_table(table)
     bind = op.get_bind()

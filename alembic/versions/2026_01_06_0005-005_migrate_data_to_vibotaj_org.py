@@ -33,7 +33,14 @@ VIBOTAJ = {
     "subscription_tier": "enterprise",
 }
 TENANT_TABLES = (
-    "users", "shipments", "documents", "products", "parties", "origins", "container_events", "notifications",
+    "users",
+    "shipments",
+    "documents",
+    "products",
+    "parties",
+    "origins",
+    "container_events",
+    "notifications",
     "audit_logs",
 )
 # users.role (userrole) -> org_memberships.role (org_role)
@@ -90,9 +97,9 @@ def downgrade() -> None:
     )
     for table in TENANT_TABLES:
         op.execute(
-            sa.text(
-                f"UPDATE {table} SET organization_id = NULL WHERE organization_id = CAST(:org AS uuid)"
-            ).bindparams(org=VIBOTAJ_ORG_ID)
+            sa.text(f"UPDATE {table} SET organization_id = NULL WHERE organization_id = CAST(:org AS uuid)").bindparams(
+                org=VIBOTAJ_ORG_ID
+            )
         )
     op.execute(
         sa.text(

@@ -23,7 +23,14 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 TENANT_TABLES = (
-    "users", "shipments", "documents", "products", "parties", "origins", "container_events", "notifications",
+    "users",
+    "shipments",
+    "documents",
+    "products",
+    "parties",
+    "origins",
+    "container_events",
+    "notifications",
     "audit_logs",
 )
 # (table, second column): index ix_<table>_organization_id_<column> on (organization_id, column)

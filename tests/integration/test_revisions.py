@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy
-from alembic import command
 from alembic.config import Config
 from psycopg2 import sql
 
+from alembic import command
 from ansible_collections.tracehub.deploy.plugins.module_utils.pg import ConnInfo, connect
 from tools.seed import TENANT_TABLES, seed
 
@@ -122,8 +122,9 @@ def _schema(conn: ConnInfo) -> dict[str, list[tuple]]:
             "character_maximum_length, numeric_precision, numeric_scale FROM information_schema.columns "
             "WHERE table_schema = 'public' ORDER BY 1, 2",
         ),
-        "indexes": _query(conn, "SELECT tablename, indexname, indexdef FROM pg_indexes "
-                                "WHERE schemaname = 'public' ORDER BY 1, 2"),
+        "indexes": _query(
+            conn, "SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY 1, 2"
+        ),
         "constraints": _query(
             conn,
             "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
@@ -265,45 +266,69 @@ def test_revision_005_maps_each_user_role_to_org_role(seeded_db):
         "SELECT name, slug, type::text, country, subscription_tier FROM organizations",
     ) == [("VIBOTAJ GmbH", "vibotaj", "internal", "DE", "enterprise")]
     for table in TENANT_TABLES:
-        owners = _query(seeded_db, sql.SQL("SELECT DISTINCT organization_id::text FROM {}").format(
-            sql.Identifier(table)))
+        owners = _query(
+            seeded_db, sql.SQL("SELECT DISTINCT organization_id::text FROM {}").format(sql.Identifier(table))
+        )
         assert owners == [(VIBOTAJ,)], table
 
 
 def test_revision_005_existing_vibotaj_org_and_membership_are_kept(seeded_db):
     config = _config(seeded_db)
     command.upgrade(config, "004")
-    _execute(seeded_db, "INSERT INTO organizations (id, name, slug, type) VALUES (%s, 'VIBOTAJ GmbH', 'vibotaj', "
-                        "'internal')", (VIBOTAJ,))
-    _execute(seeded_db, "UPDATE users SET organization_id = %s WHERE email = (SELECT min(email) FROM users)",
-             (VIBOTAJ,))
-    _execute(seeded_db, "INSERT INTO org_memberships (organization_id, user_id, role) "
-                        "SELECT %s, id, 'viewer' FROM users WHERE email = (SELECT min(email) FROM users)", (VIBOTAJ,))
+    _execute(
+        seeded_db,
+        "INSERT INTO organizations (id, name, slug, type) VALUES (%s, 'VIBOTAJ GmbH', 'vibotaj', 'internal')",
+        (VIBOTAJ,),
+    )
+    _execute(
+        seeded_db, "UPDATE users SET organization_id = %s WHERE email = (SELECT min(email) FROM users)", (VIBOTAJ,)
+    )
+    _execute(
+        seeded_db,
+        "INSERT INTO org_memberships (organization_id, user_id, role) "
+        "SELECT %s, id, 'viewer' FROM users WHERE email = (SELECT min(email) FROM users)",
+        (VIBOTAJ,),
+    )
 
     command.upgrade(config, "005")
 
     assert _query(seeded_db, "SELECT count(*) FROM organizations")[0][0] == 1
     assert _query(seeded_db, "SELECT count(*) FROM org_memberships")[0][0] == 45
-    assert _query(seeded_db, "SELECT m.role::text FROM org_memberships m JOIN users u ON u.id = m.user_id "
-                             "WHERE u.email = (SELECT min(email) FROM users)") == [("viewer",)]
+    assert _query(
+        seeded_db,
+        "SELECT m.role::text FROM org_memberships m JOIN users u ON u.id = m.user_id "
+        "WHERE u.email = (SELECT min(email) FROM users)",
+    ) == [("viewer",)]
 
 
 def test_revision_005_downgrade_clears_only_what_it_set(seeded_db):
     config = _config(seeded_db)
     command.upgrade(config, "005")
     other = "00000000-0000-0000-0000-0000000000aa"
-    _execute(seeded_db, "INSERT INTO organizations (id, name, slug, type) VALUES (%s, 'Hamburger Kakao-Kontor', "
-                        "'hkk', 'customer')", (other,))
-    _execute(seeded_db, "INSERT INTO org_memberships (organization_id, user_id, role) "
-                        "SELECT %s, id, 'member' FROM users ORDER BY email LIMIT 2", (other,))
+    _execute(
+        seeded_db,
+        "INSERT INTO organizations (id, name, slug, type) VALUES (%s, 'Hamburger Kakao-Kontor', 'hkk', 'customer')",
+        (other,),
+    )
+    _execute(
+        seeded_db,
+        "INSERT INTO org_memberships (organization_id, user_id, role) "
+        "SELECT %s, id, 'member' FROM users ORDER BY email LIMIT 2",
+        (other,),
+    )
 
     command.downgrade(config, "004")
 
     assert _query(seeded_db, "SELECT slug FROM organizations") == [("hkk",)]
     assert _query(seeded_db, "SELECT count(*), min(organization_id::text) FROM org_memberships") == [(2, other)]
     for table in TENANT_TABLES:
-        assert _query(seeded_db, sql.SQL("SELECT count(*) FROM {} WHERE organization_id IS NOT NULL").format(
-            sql.Identifier(table)))[0][0] == 0, table
+        assert (
+            _query(
+                seeded_db,
+                sql.SQL("SELECT count(*) FROM {} WHERE organization_id IS NOT NULL").format(sql.Identifier(table)),
+            )[0][0]
+            == 0
+        ), table
 
 
 # --- refusals ------------------------------------------------------------------------------------------
@@ -312,8 +337,11 @@ def test_revision_005_downgrade_clears_only_what_it_set(seeded_db):
 def test_revision_006_tenant_row_without_organization_refused(seeded_db):
     config = _config(seeded_db)
     command.upgrade(config, "005")
-    _execute(seeded_db, "INSERT INTO products (shipment_id, name) SELECT id, 'Cocoa beans (late entry)' "
-                        "FROM shipments ORDER BY reference LIMIT 2")
+    _execute(
+        seeded_db,
+        "INSERT INTO products (shipment_id, name) SELECT id, 'Cocoa beans (late entry)' "
+        "FROM shipments ORDER BY reference LIMIT 2",
+    )
     _execute(seeded_db, "INSERT INTO audit_logs (action, resource_type) VALUES ('login', 'user')")
 
     with pytest.raises(RuntimeError, match=r"Cannot apply revision 006: 3 tenant rows .*products: 2, audit_logs: 1"):
@@ -329,12 +357,14 @@ def test_revision_006_tenant_row_without_organization_refused(seeded_db):
 
 def test_revision_002_downgrade_refused_while_documents_use_added_types(seeded_db):
     config = _config(seeded_db)
-    in_use = dict(_query(
-        seeded_db,
-        "SELECT document_type::text, count(*) FROM documents WHERE document_type::text IN ('SANITARY_CERTIFICATE', "
-        "'EUDR_DUE_DILIGENCE', 'QUALITY_CERTIFICATE', 'EU_TRACES_CERTIFICATE', 'VETERINARY_HEALTH_CERTIFICATE', "
-        "'EXPORT_DECLARATION') GROUP BY 1",
-    ))
+    in_use = dict(
+        _query(
+            seeded_db,
+            "SELECT document_type::text, count(*) FROM documents WHERE document_type::text IN ('SANITARY_CERTIFICATE', "
+            "'EUDR_DUE_DILIGENCE', 'QUALITY_CERTIFICATE', 'EU_TRACES_CERTIFICATE', 'VETERINARY_HEALTH_CERTIFICATE', "
+            "'EXPORT_DECLARATION') GROUP BY 1",
+        )
+    )
     assert len(in_use) == 6
 
     with pytest.raises(RuntimeError) as refused:
@@ -347,8 +377,9 @@ def test_revision_002_downgrade_refused_while_documents_use_added_types(seeded_d
     assert "re-type" in message and "delete them first" in message
     assert _revision(seeded_db) == "002"
 
-    _execute(seeded_db, "UPDATE documents SET document_type = 'OTHER' WHERE document_type::text = ANY(%s)",
-             (list(in_use),))
+    _execute(
+        seeded_db, "UPDATE documents SET document_type = 'OTHER' WHERE document_type::text = ANY(%s)", (list(in_use),)
+    )
     count_before = _query(seeded_db, "SELECT count(*) FROM documents")[0][0]
     command.downgrade(config, "001")
 
@@ -410,5 +441,5 @@ def test_env_no_url_fails_naming_the_ways_to_pass_one(monkeypatch):
 
     with pytest.raises(RuntimeError, match="ALEMBIC_DATABASE_URL"):
         command.upgrade(_config(), "head")
-    with pytest.raises(RuntimeError, match="alembic.ini deliberately holds no URL"):
+    with pytest.raises(RuntimeError, match=r"alembic\.ini deliberately holds no URL"):
         command.upgrade(_config(output=io.StringIO()), "head", sql=True)

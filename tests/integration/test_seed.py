@@ -1,5 +1,8 @@
 """tools.seed against a real PostgreSQL: the generator the migration is rehearsed on."""
 
+# The en dashes in names are real data, not typos.
+# ruff: noqa: RUF001
+
 from __future__ import annotations
 
 import os
@@ -68,18 +71,24 @@ def test_seed_every_enum_value_used_including_002_document_types(fresh_db):
     seed(fresh_db)
 
     for (table, column), type_name in ENUM_COLUMNS.items():
-        labels = [row[0] for row in _query(
-            fresh_db,
-            "SELECT e.enumlabel FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid WHERE t.typname = %s "
-            "ORDER BY e.enumsortorder",
-            (type_name,),
-        )]
-        used = {row[0] for row in _query(
-            fresh_db,
-            sql.SQL("SELECT DISTINCT {}::text FROM {} WHERE {} IS NOT NULL").format(
-                sql.Identifier(column), sql.Identifier(table), sql.Identifier(column)
-            ),
-        )}
+        labels = [
+            row[0]
+            for row in _query(
+                fresh_db,
+                "SELECT e.enumlabel FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid WHERE t.typname = %s "
+                "ORDER BY e.enumsortorder",
+                (type_name,),
+            )
+        ]
+        used = {
+            row[0]
+            for row in _query(
+                fresh_db,
+                sql.SQL("SELECT DISTINCT {}::text FROM {} WHERE {} IS NOT NULL").format(
+                    sql.Identifier(column), sql.Identifier(table), sql.Identifier(column)
+                ),
+            )
+        }
         assert labels == ENUMS[type_name], f"the generator's {type_name} list differs from the schema"
         assert used == set(labels), f"{table}.{column} misses {set(labels) - used}"
     assert {"SANITARY_CERTIFICATE", "EXPORT_DECLARATION"} <= set(ENUMS["documenttype"])
@@ -171,8 +180,21 @@ def test_seed_scale_two_doubles_per_shipment_tables(fresh_db):
 
 def test_seed_cli_password_from_environment_prints_counts(fresh_db):
     env = dict(os.environ, PGPASSWORD=fresh_db.password)
-    argv = [sys.executable, "-m", "tools.seed", "--host", fresh_db.host, "--port", str(fresh_db.port),
-            "--user", fresh_db.user, "--dbname", fresh_db.dbname, "--sslmode", "disable"]
+    argv = [
+        sys.executable,
+        "-m",
+        "tools.seed",
+        "--host",
+        fresh_db.host,
+        "--port",
+        str(fresh_db.port),
+        "--user",
+        fresh_db.user,
+        "--dbname",
+        fresh_db.dbname,
+        "--sslmode",
+        "disable",
+    ]
 
     result = subprocess.run(argv, cwd=PROJECT_DIR, env=env, capture_output=True, text=True, check=False, timeout=120)
 
