@@ -588,6 +588,24 @@ def age_seconds(manifest: Mapping[str, Any], now: datetime) -> float:
     return (now - parse_time(str(manifest["created_at"]))).total_seconds()
 
 
+def select_backups(
+    backups: Sequence[Mapping[str, Any]],
+    now: datetime,
+    verified_only: bool = False,
+    max_age: float | None = None,
+) -> list[dict[str, Any]]:
+    """Keep the (already newest-first) manifests that are verified / younger than ``max_age``; add ``age_seconds``."""
+    selected = []
+    for manifest in backups:
+        if verified_only and not manifest["verified"]:
+            continue
+        age = age_seconds(manifest, now)
+        if max_age is not None and age > max_age:
+            continue
+        selected.append(dict(manifest) | {"age_seconds": int(age)})
+    return selected
+
+
 def verify_existing(
     manifest: Mapping[str, Any],
     run: Run | None = None,

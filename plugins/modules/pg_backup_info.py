@@ -145,22 +145,14 @@ def main() -> None:
         max_age = backup.parse_duration(params["max_age"])
         pg_bin_dir = Path(params["pg_bin_dir"]) if params["pg_bin_dir"] else None
         listing = backup.list_backups(params["dest"], params["environment"], params["database"])
-        now = backup.utc_now()
-        run = runner_for(module)
-        backups = []
+        backups = backup.select_backups(listing.backups, backup.utc_now(), params["verified_only"], max_age)
         commands: list[list[str]] = []
-        for manifest in listing.backups:
-            if params["verified_only"] and not manifest["verified"]:
-                continue
-            age = backup.age_seconds(manifest, now)
-            if max_age is not None and age > max_age:
-                continue
-            entry = manifest | {"age_seconds": int(age)}
-            if params["check_integrity"]:
-                report = backup.verify_existing(manifest, run=run, pg_bin_dir=pg_bin_dir)
+        if params["check_integrity"]:
+            run = runner_for(module)
+            for entry in backups:
+                report = backup.verify_existing(entry, run=run, pg_bin_dir=pg_bin_dir)
                 commands.extend(report.commands)
                 entry |= report.as_dict()
-            backups.append(entry)
     except DeployError as exc:
         module.fail_json(msg=str(exc), **exc.details)
 

@@ -223,3 +223,33 @@ def test_create_database_without_alembic_records_null_revision(fresh_db, tmp_pat
     assert result.backup["verification"]["list_ok"] is True
     assert result.backup["verified"] is False
     assert os.path.exists(result.backup["path"])
+
+
+def _as_superuser(pg_server, dbname: str, statement: str) -> None:
+    admin = pg_server.admin_connect(dbname)
+    with admin.cursor() as cur:
+        cur.execute(statement)
+    admin.commit()
+    admin.close()
+
+
+def test_create_real_pg_dump_failure_leaves_no_files(source_db, tmp_path, pg_server):
+    """A sequence the role may not read makes the real pg_dump fail; nothing that looks valid remains."""
+    _as_superuser(pg_server, source_db.dbname, "CREATE SEQUENCE secret_seq; REVOKE ALL ON secret_seq FROM PUBLIC")
+    dest = tmp_path / "backups"
+
+    with pytest.raises(BackupError, match=r"pg_dump: error: .*permission denied") as caught:
+        create(_request(source_db, dest), run=subprocess_runner)
+
+    assert caught.value.details["rc"] != 0
+    assert list(dest.iterdir()) == []
+
+
+def test_create_unreadable_table_fails_before_dumping(source_db, tmp_path, pg_server):
+    _as_superuser(pg_server, source_db.dbname, "CREATE TABLE secrets (x int); REVOKE ALL ON secrets FROM PUBLIC")
+    dest = tmp_path / "backups"
+
+    with pytest.raises(BackupError, match="permission denied for table secrets"):
+        create(_request(source_db, dest), run=subprocess_runner)
+
+    assert list(dest.iterdir()) == []

@@ -24,6 +24,7 @@ from ansible_collections.tracehub.deploy.plugins.module_utils.backup import (
     major_from_version_num,
     major_from_version_output,
     parse_duration,
+    select_backups,
     verify_existing,
 )
 from ansible_collections.tracehub.deploy.plugins.module_utils.errors import BackupError, LockHeldError
@@ -508,6 +509,18 @@ def test_list_backups_newest_first_filters_and_skips_unreadable(dest, bin_dir):
     assert "missing format_version" in reasons["other.json"]
     assert len(list_backups(dest).backups) == 3
     assert list_backups(dest, database="other").backups == []
+
+
+def test_select_backups_filters_verified_and_age(dest, bin_dir):
+    _create(_request(dest, bin_dir, name="old"), clock=lambda: NOW - timedelta(hours=2))
+    _create(_request(dest, bin_dir, name="listed", verify="list"), clock=lambda: NOW - timedelta(minutes=5))
+    _create(_request(dest, bin_dir, name="fresh"), clock=lambda: NOW - timedelta(minutes=10))
+    backups = list_backups(dest).backups
+
+    assert [b["name"] for b in select_backups(backups, NOW)] == ["listed", "fresh", "old"]
+    assert [b["name"] for b in select_backups(backups, NOW, verified_only=True)] == ["fresh", "old"]
+    chosen = select_backups(backups, NOW, verified_only=True, max_age=3600)
+    assert [(b["name"], b["age_seconds"]) for b in chosen] == [("fresh", 600)]
 
 
 def test_list_backups_missing_dir_is_empty(tmp_path):
