@@ -9,8 +9,11 @@ would mangle a ``%`` in a password):
 4. otherwise the run fails with a message saying how to pass one.
 
 Every revision runs in its own transaction (``transaction_per_migration``): when one fails, the
-database stays at the previous revision. Offline mode (``alembic upgrade --sql`` or
-``command.upgrade(cfg, "002:006", sql=True)``) renders the SQL with literal values instead.
+database stays at the previous revision. ``config.attributes["on_version_apply"]`` (a callable, or a
+list of them) is forwarded to ``context.configure`` so that callers can see and time each step.
+
+Offline mode (``alembic upgrade --sql`` or ``command.upgrade(cfg, "002:006", sql=True)``) renders
+the SQL with literal values instead.
 """
 
 from __future__ import annotations
@@ -76,6 +79,7 @@ def run_migrations_offline() -> None:
             literal_binds=True,
             dialect_opts={"paramstyle": "named"},
             transaction_per_migration=True,
+            on_version_apply=config.attributes.get("on_version_apply"),
         )
     else:
         context.configure(
@@ -84,6 +88,7 @@ def run_migrations_offline() -> None:
             literal_binds=True,
             dialect_opts={"paramstyle": "named"},
             transaction_per_migration=True,
+            on_version_apply=config.attributes.get("on_version_apply"),
         )
     with context.begin_transaction():
         context.run_migrations()

@@ -443,3 +443,13 @@ def test_env_no_url_fails_naming_the_ways_to_pass_one(monkeypatch):
         command.upgrade(_config(), "head")
     with pytest.raises(RuntimeError, match=r"alembic\.ini deliberately holds no URL"):
         command.upgrade(_config(output=io.StringIO()), "head", sql=True)
+
+
+def test_env_on_version_apply_callback_sees_each_step(seeded_db):
+    steps = []
+    config = _config(seeded_db)
+    config.attributes["on_version_apply"] = lambda **kw: steps.append(kw["step"].up_revision_id)
+
+    command.upgrade(config, "006")
+
+    assert steps == ["003", "004", "005", "006"]
