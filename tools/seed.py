@@ -567,7 +567,8 @@ def _upgrade_to_seed_revision(conn: ConnInfo) -> None:
     from alembic import command
 
     config = Config()
-    config.set_main_option("script_location", str(ALEMBIC_DIR))
+    # ConfigParser interpolates option values: a "%" in the path must be doubled.
+    config.set_main_option("script_location", str(ALEMBIC_DIR).replace("%", "%%"))
     config.attributes["url"] = conn.sqlalchemy_url()
     command.upgrade(config, SEED_REVISION)
 
