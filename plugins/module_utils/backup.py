@@ -75,6 +75,7 @@ MANIFEST_KEYS = (
     "server_version",
     "pg_dump_version",
     "alembic_revision",
+    "database_oid",
     "row_counts",
     "git_commit",
     "verified",
@@ -120,6 +121,10 @@ class ServerFacts:
     server_version_num: int
     server_version: str
     alembic_revision: str | None
+    # Which database this is: a database dropped and recreated under the same name gets a new oid.
+    database_oid: int | None = None
+    # Exact row counts now; a backup is only reused while the data it holds is still the data there is.
+    row_counts: dict[str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,14 +240,18 @@ class PgDatabase:
         try:
             connection.set_session(readonly=True)
             with connection.cursor() as cur:
-                cur.execute("SELECT current_setting('server_version_num')::int, current_setting('server_version')")
-                num, text = cur.fetchone()
+                cur.execute(
+                    "SELECT current_setting('server_version_num')::int, current_setting('server_version'), "
+                    "(SELECT oid::bigint FROM pg_database WHERE datname = current_database())"
+                )
+                num, text, oid = cur.fetchone()
             revision = _alembic_revision(connection)
+            counts = table_row_counts(connection)
             connection.rollback()
         finally:
             connection.close()
         self._server_version_num = int(num)
-        return ServerFacts(int(num), str(text), revision)
+        return ServerFacts(int(num), str(text), revision, int(oid), counts)
 
     @contextlib.contextmanager
     def snapshot(self, export: bool) -> Iterator[SnapshotFacts]:
@@ -713,10 +722,14 @@ def _reusable(
     for manifest in list_backups(request.dest, request.environment, conn.dbname).backups:
         if not manifest["verified"] or manifest["alembic_revision"] != facts.alembic_revision:
             continue
+        if manifest.get("database_oid") != facts.database_oid or manifest.get("row_counts") != facts.row_counts:
+            continue  # another incarnation of the database, or its data moved on since
         if age_seconds(manifest, now) > request.max_age:
             break  # newest first: every later one is older still
         if verify_existing(manifest, list_archive=False).ok:
-            return manifest, f"verified backup {manifest['name']} is younger than max_age at the same revision"
+            return manifest, (
+                f"verified backup {manifest['name']} is younger than max_age and holds the same revision and row counts"
+            )
     return None, "no verified backup younger than max_age at this revision"
 
 
@@ -746,6 +759,7 @@ def _new_manifest(
         "server_version": facts.server_version,
         "pg_dump_version": pg_dump_version,
         "alembic_revision": snap.alembic_revision,
+        "database_oid": facts.database_oid,
         "row_counts": dict(snap.row_counts),
         "git_commit": request.git_commit or None,
         "verified": False,

@@ -42,9 +42,11 @@ LISTING = ";\n; Archive created at 2025-03-01 12:00:00 UTC\n;     Format: CUSTOM
 class FakeDatabase:
     """Records what the library asked of the server."""
 
-    def __init__(self, version_num=150004, version="15.4", revision="002", counts=None, restored=None, lock_error=None):
-        self.facts = ServerFacts(version_num, version, revision)
+    def __init__(
+        self, version_num=150004, version="15.4", revision="002", counts=None, restored=None, lock_error=None, oid=16384
+    ):
         self.counts = dict(COUNTS if counts is None else counts)
+        self.facts = ServerFacts(version_num, version, revision, oid, dict(self.counts))
         self.restored = restored
         self.lock_error = lock_error
         self.calls: list[tuple[str, ...]] = []
@@ -449,6 +451,9 @@ def test_create_reuses_verified_backup_within_max_age_same_revision(dest, bin_di
     ("overrides", "db_kwargs", "minutes_later"),
     [
         ({"max_age": 3600}, {"revision": "003"}, 10),  # another revision
+        # Regression: `make demo-reset` dropped and re-seeded the database, and the old backup was reused.
+        ({"max_age": 3600}, {"oid": 99999}, 10),  # the database was recreated since
+        ({"max_age": 3600}, {"counts": {"alembic_version": 1, "shipments": 26}}, 10),  # the data moved on
         ({"max_age": 300}, {}, 10),  # too old
         ({"max_age": 3600, "force": True}, {}, 10),  # forced
         ({}, {}, 10),  # no max_age: a new one each run
