@@ -73,16 +73,19 @@ def _environment_section(host: str, phases: list[dict[str, Any]]) -> list[str]:
     for phase in phases:
         changed = "yes" if phase.get("changed") else "no"
         lines.append(f"  {phase['phase']:<10}{phase['status']:<8}{_seconds(phase.get('duration_s')):>10}  {changed}")
-    backups = [p["data"] for p in phases if p["phase"] == "backup" and p.get("data")]
-    for index, manifest in enumerate(backups):
-        label = "pre-migration" if index == 0 and len(backups) > 1 else ("post-migration" if index else "")
-        lines.append(_backup_line(label or "the", manifest))
+    backup_phases = [p for p in phases if p["phase"] == "backup" and p.get("data")]
+    backups = [p["data"] for p in backup_phases]
+    for index, phase in enumerate(backup_phases):
+        label = "pre-migration" if index == 0 and len(backups) > 1 else ("post-migration" if index else "the")
+        if not phase.get("changed"):
+            label += " (reused, no change)"
+        lines.append(_backup_line(label, phase["data"]))
     migrate = next((p["data"] for p in phases if p["phase"] == "migrate"), None)
     if migrate is not None:
         before, after = migrate.get("revision_before"), migrate.get("revision_after") or migrate.get("revision_before")
         applied = migrate.get("applied") or []
         if applied:
-            steps = ", ".join(f"{s['revision']} {s.get('duration_s', 0):.1f} s" for s in applied)
+            steps = ", ".join(f"{s['revision']} {s.get('duration_s', 0):.2f} s" for s in applied)
             lines.append(f"  revisions: {before} -> {after} ({steps})")
         else:
             lines.append(f"  revisions: {before} -> {after} (no migration change: already at the target)")
