@@ -15,11 +15,7 @@ sys.path.insert(0, str(PROJECT_DIR / ".collections"))
 
 from ansible_collections.tracehub.deploy.plugins.module_utils.errors import RecordError  # noqa: E402
 from ansible_collections.tracehub.deploy.plugins.module_utils.run_record import read_record  # noqa: E402
-
-TENANT_TABLES = (
-    "users", "shipments", "documents", "products", "parties", "origins", "container_events", "notifications",
-    "audit_logs",
-)  # fmt: skip
+from tools.seed import TENANT_TABLES  # noqa: E402
 
 
 def _size(num_bytes: int | None) -> str:

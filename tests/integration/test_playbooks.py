@@ -13,21 +13,10 @@ import pytest
 import yaml
 
 from ansible_collections.tracehub.deploy.plugins.module_utils.pg import connect, operation_lock
-from tools.seed import seed
+from tools.seed import TENANT_TABLES, seed
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-TENANT_TABLES = [
-    "users",
-    "shipments",
-    "documents",
-    "products",
-    "parties",
-    "origins",
-    "container_events",
-    "notifications",
-    "audit_logs",
-]
 
 
 @pytest.fixture
