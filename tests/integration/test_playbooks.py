@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from ansible_collections.tracehub.deploy.plugins.module_utils.pg import connect, operation_lock
+from tools.localpg import find_bindir
 from tools.seed import TENANT_TABLES, seed
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
@@ -41,6 +42,7 @@ def inventory(tmp_path, seeded_db):
         "db_password": seeded_db.password,
         "tracehub_backup_dir": str(tmp_path / "backups"),
         "tracehub_records_dir": str(tmp_path / "runs"),
+        "backup_pg_bin_dir": str(find_bindir()),
         "backup_poll_interval": 1,
         "migrate_poll_interval": 1,
     }
