@@ -529,7 +529,7 @@ def test_migrate_role_refuses_without_recent_verified_backup(fresh_db, tmp_path)
     alembic_ops.migrate(fresh_db, str(PROJECT_ALEMBIC), "002")
     run = _role_run(tmp_path, fresh_db)
     assert run.returncode != 0, run.stdout
-    assert "no verified backup younger than 3600 s" in run.stdout
+    assert "no verified backup of revision 002 younger than 3600 s" in run.stdout
     assert "playbooks/backup.yml" in run.stdout and "migrate_backup_waiver=true" in run.stdout
     assert alembic_ops.current(fresh_db) == ("002",)
 
