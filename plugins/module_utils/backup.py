@@ -52,6 +52,11 @@ except ImportError:  # pragma: no cover - reported by the modules through missin
 
 FORMAT_VERSION = 1
 VERIFY_CHOICES = ("none", "list", "restore")
+# pg_dump formats the collection writes: one file (custom), or a directory of files that pg_dump and
+# pg_restore can process in parallel (directory, with jobs > 1).
+FORMAT_CHOICES = ("custom", "directory")
+DIRECTORY_SUFFIX = ".dir"
+DIRECTORY_PARTIAL_SUFFIX = ".dir.partial"
 SCRATCH_PREFIX = "tracehub_verify_"
 DUMP_SUFFIX = ".dump"
 PARTIAL_SUFFIX = ".dump.partial"
@@ -112,6 +117,9 @@ class BackupRequest:
     pre_migration: bool = False
     git_commit: str | None = None
     pg_bin_dir: Path | None = None
+    # "custom" (one file) or "directory" (parallel dump and restore with ``jobs`` workers).
+    format: str = "custom"
+    jobs: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,6 +414,21 @@ def sha256_file(path: Path) -> tuple[str, int]:
     return digest.hexdigest(), size
 
 
+def sha256_path(path: Path) -> tuple[str, int]:
+    """(hex sha256, size in bytes) of a dump: a file's own hash, or for a directory-format dump a hash
+    over the sorted ``<relative name> <file sha256>`` lines of its files and their total size."""
+    path = Path(path)
+    if not path.is_dir():
+        return sha256_file(path)
+    digest = hashlib.sha256()
+    total = 0
+    for member in sorted(p for p in path.rglob("*") if p.is_file()):
+        file_digest, size = sha256_file(member)
+        digest.update(f"{member.relative_to(path).as_posix()} {file_digest}\n".encode())
+        total += size
+    return digest.hexdigest(), total
+
+
 def default_name(environment: str, database: str, moment: datetime) -> str:
     """``<environment>-<db>-<UTC yyyymmddThhmmssZ>`` with unsafe characters replaced by ``_``."""
     env = _UNSAFE_NAME_CHARS.sub("_", environment).strip("._-") or "env"
@@ -472,9 +495,13 @@ def _connection_args(conn: ConnInfo, dbname: str) -> list[str]:
     return args
 
 
-def dump_argv(pg_dump: str, conn: ConnInfo, path: Path, snapshot: str | None) -> list[str]:
-    """The pg_dump command line (password-free)."""
-    argv = [pg_dump, "--format=custom", f"--file={path}"]
+def dump_argv(
+    pg_dump: str, conn: ConnInfo, path: Path, snapshot: str | None, fmt: str = "custom", jobs: int = 1
+) -> list[str]:
+    """The pg_dump command line (password-free); ``jobs`` > 1 only with the directory format."""
+    argv = [pg_dump, f"--format={fmt}", f"--file={path}"]
+    if fmt == "directory" and jobs > 1:
+        argv.append(f"--jobs={jobs}")
     if snapshot:
         argv.append(f"--snapshot={snapshot}")
     return argv + _connection_args(conn, conn.dbname)
@@ -485,17 +512,38 @@ def list_argv(pg_restore: str, path: Path) -> list[str]:
     return [pg_restore, "--list", str(path)]
 
 
-def restore_argv(pg_restore: str, conn: ConnInfo, scratch: str, path: Path) -> list[str]:
+def restore_argv(pg_restore: str, conn: ConnInfo, scratch: str, path: Path, jobs: int = 1) -> list[str]:
     """The test-restore command line into the scratch database (password-free)."""
-    return [pg_restore, "--no-owner", "--exit-on-error", *_connection_args(conn, scratch), str(path)]
+    parallel = [f"--jobs={jobs}"] if jobs > 1 else []
+    return [pg_restore, "--no-owner", "--exit-on-error", *parallel, *_connection_args(conn, scratch), str(path)]
 
 
-def _check_archive_listing(result: CommandResult, path: Path) -> None:
-    if "Format: CUSTOM" not in result.stdout:
+def _check_archive_listing(result: CommandResult, path: Path, fmt: str = "custom") -> None:
+    if f"Format: {fmt.upper()}" not in result.stdout:
         raise BackupError(
-            f"pg_restore --list cannot read {path} as a custom-format archive.",
+            f"pg_restore --list cannot read {path} as a {fmt}-format archive.",
             stderr=_tail(result.stderr),
         )
+
+
+def _restrict_dump(path: Path) -> None:
+    """Mode 0600 on a dump file, or 0700/0600 on a directory-format dump and its files."""
+    if not path.is_dir():
+        os.chmod(path, 0o600)
+        return
+    os.chmod(path, 0o700)
+    for member in path.rglob("*"):
+        os.chmod(member, 0o700 if member.is_dir() else 0o600)
+
+
+def _fsync_dump(path: Path) -> None:
+    """Flush a dump file (or every file of a directory-format dump) to disk before the rename."""
+    members = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for member in members:
+        with open(member, "rb") as handle:
+            os.fsync(handle.fileno())
+    if path.is_dir():
+        _fsync_dir(path)
 
 
 def _ensure_private_dir(dest: Path) -> None:
@@ -538,6 +586,9 @@ def write_manifest(path: Path, manifest: Mapping[str, Any]) -> None:
 
 def _remove_quietly(*paths: Path) -> None:
     for path in paths:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+            continue
         with contextlib.suppress(FileNotFoundError, IsADirectoryError):
             path.unlink()
 
@@ -629,7 +680,7 @@ def verify_existing(
     commands: list[list[str]] = []
     path = Path(str(manifest["path"]))
     try:
-        digest, size = sha256_file(path)
+        digest, size = sha256_path(path)
     except OSError as exc:
         return IntegrityReport(False, False, None, f"cannot read {path}: {exc.strerror or exc}", commands)
     if size != manifest.get("size_bytes"):
@@ -647,7 +698,7 @@ def verify_existing(
         result = _run_checked(
             run, list_argv(pg_restore, path), {}, commands, "Listing the archive", _RESTORE_ERROR_MARKERS
         )
-        _check_archive_listing(result, path)
+        _check_archive_listing(result, path, str(manifest.get("format") or "custom"))
     except BackupError as exc:
         return IntegrityReport(False, True, False, exc.msg, commands)
     return IntegrityReport(True, True, True, None, commands)
@@ -753,7 +804,7 @@ def _new_manifest(
         "created_at": format_time(started),
         "finished_at": None,
         "path": str(dump_path),
-        "format": "custom",
+        "format": request.format,
         "size_bytes": None,
         "sha256": None,
         "server_version": facts.server_version,
@@ -795,7 +846,7 @@ def _test_restore(
         db.create_scratch(scratch)
         _run_checked(
             run,
-            restore_argv(pg_restore, request.conn, scratch, path),
+            restore_argv(pg_restore, request.conn, scratch, path, request.jobs),
             env,
             commands,
             f"Test restore of {path.name} into scratch database {scratch}",
@@ -861,6 +912,10 @@ def _create(
     where = conn.describe()
     if request.verify not in VERIFY_CHOICES:
         raise BackupError(f"Invalid verify {request.verify!r}: choose one of {', '.join(VERIFY_CHOICES)}.")
+    if request.format not in FORMAT_CHOICES:
+        raise BackupError(f"Invalid format {request.format!r}: choose one of {', '.join(FORMAT_CHOICES)}.")
+    if request.jobs < 1:
+        raise BackupError(f"Invalid jobs {request.jobs!r}: give 1 or more parallel workers.")
     if request.name is not None and not _NAME_RE.match(request.name):
         raise BackupError(
             f"Invalid backup name {request.name!r}: use letters, digits, '.', '_' and '-' (no '/'), "
@@ -889,18 +944,19 @@ def _create(
                 warnings,
             )
         name = request.name or default_name(request.environment, conn.dbname, started)
-        dump_path = (dest / f"{name}{DUMP_SUFFIX}").absolute()
-        partial = dest.absolute() / f"{name}{PARTIAL_SUFFIX}"
+        directory = request.format == "directory"
+        dump_path = (dest / f"{name}{DIRECTORY_SUFFIX if directory else DUMP_SUFFIX}").absolute()
+        partial = dest.absolute() / f"{name}{DIRECTORY_PARTIAL_SUFFIX if directory else PARTIAL_SUFFIX}"
         manifest_path = dest.absolute() / f"{name}{MANIFEST_SUFFIX}"
 
         if dry_run:
             with db.snapshot(export=False) as snap:
                 manifest = _new_manifest(request, name, dump_path, started, facts, snap, pg_dump_version)
-            commands.append(dump_argv(pg_dump, conn, partial, SNAPSHOT_PLACEHOLDER))
+            commands.append(dump_argv(pg_dump, conn, partial, SNAPSHOT_PLACEHOLDER, request.format, request.jobs))
             if pg_restore is not None:
                 commands.append(list_argv(pg_restore, partial))
             if request.verify == "restore" and pg_restore is not None:
-                commands.append(restore_argv(pg_restore, conn, f"{SCRATCH_PREFIX}<random>", partial))
+                commands.append(restore_argv(pg_restore, conn, f"{SCRATCH_PREFIX}<random>", partial, request.jobs))
             return BackupResult(
                 True,
                 f"Would back up {where} to {dump_path} ({reason}; verify: {request.verify}).",
@@ -916,19 +972,22 @@ def _create(
             with pgpass_file(conn) as passfile:
                 env = conn.libpq_env(passfile)
                 # Created 0600 before pg_dump opens it, so the dump is never readable by others, even briefly.
-                os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                if directory:
+                    partial.mkdir(mode=0o700)  # pg_dump -Fd accepts an existing empty directory
+                else:
+                    os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
                 with db.snapshot(export=True) as snap:
                     manifest = _new_manifest(request, name, dump_path, started, facts, snap, pg_dump_version)
                     _run_checked(
                         run,
-                        dump_argv(pg_dump, conn, partial, snap.snapshot),
+                        dump_argv(pg_dump, conn, partial, snap.snapshot, request.format, request.jobs),
                         env,
                         commands,
                         f"Backing up {where} to {partial}",
                         _DUMP_ERROR_MARKERS,
                     )
-                os.chmod(partial, 0o600)
-                digest, size = sha256_file(partial)
+                _restrict_dump(partial)
+                digest, size = sha256_path(partial)
                 if size == 0:
                     raise BackupError(f"Backing up {where} failed: pg_dump wrote an empty file.", path=str(partial))
                 manifest["sha256"], manifest["size_bytes"] = digest, size
@@ -942,7 +1001,7 @@ def _create(
                         f"Verifying {partial.name} with pg_restore --list",
                         _RESTORE_ERROR_MARKERS,
                     )
-                    _check_archive_listing(listing, partial)
+                    _check_archive_listing(listing, partial, request.format)
                     verification["list_ok"] = True
                 if request.verify == "restore" and pg_restore is not None:
                     _test_restore(
@@ -955,8 +1014,7 @@ def _create(
                     verification["verified_at"] = format_time(finished)
                 manifest["verified"] = request.verify == "restore"
                 manifest["finished_at"] = format_time(finished)
-                with open(partial, "rb") as handle:
-                    os.fsync(handle.fileno())
+                _fsync_dump(partial)
                 finished_files.append(dump_path)
                 os.replace(partial, dump_path)
                 _fsync_dir(dest)

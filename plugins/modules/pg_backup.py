@@ -87,6 +87,21 @@ options:
       - Directory holding the C(pg_dump) and C(pg_restore) to use, for example
         V(/usr/lib/postgresql/16/bin). Defaults to the ones on E(PATH).
     type: path
+  format:
+    description:
+      - pg_dump archive format. V(custom) writes one file C(<name>.dump). V(directory) writes a directory
+        C(<name>.dir) of files that pg_dump and pg_restore process in parallel with O(jobs) workers; its
+        C(sha256) is computed over the sorted names and checksums of its files.
+    type: str
+    choices: [custom, directory]
+    default: custom
+    version_added: 1.1.0
+  jobs:
+    description:
+      - Parallel workers of the dump (directory format only) and of the test restore.
+    type: int
+    default: 1
+    version_added: 1.1.0
 attributes:
   check_mode:
     support: full
@@ -185,7 +200,7 @@ backup:
       type: str
       sample: /var/backups/tracehub/production-tracehub-20250301T120000Z.dump
     format:
-      description: pg_dump format.
+      description: pg_dump format, V(custom) or V(directory).
       type: str
       sample: custom
     size_bytes:
@@ -273,6 +288,8 @@ def main() -> None:
             "pre_migration": {"type": "bool", "default": False},
             "git_commit": {"type": "str"},
             "pg_bin_dir": {"type": "path"},
+            "format": {"type": "str", "choices": list(backup.FORMAT_CHOICES), "default": "custom"},
+            "jobs": {"type": "int", "default": 1},
         },
         supports_check_mode=True,
     )
@@ -292,6 +309,8 @@ def main() -> None:
             pre_migration=params["pre_migration"],
             git_commit=params["git_commit"] or None,
             pg_bin_dir=Path(params["pg_bin_dir"]) if params["pg_bin_dir"] else None,
+            format=params["format"],
+            jobs=params["jobs"],
         )
         result = backup.create(request, run=runner_for(module), dry_run=module.check_mode)
     except DeployError as exc:
