@@ -49,3 +49,7 @@ class CheckFailedError(DeployError):
 
 class RecordError(DeployError):
     """The run record could not be read or written."""
+
+
+class UpstreamError(DeployError):
+    """Switching, validating or verifying a load balancer's upstream failed or was refused."""
