@@ -1,4 +1,6 @@
 #!/usr/bin/python
+# Copyright: (c) 2026, tracehub.deploy developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
@@ -58,7 +60,7 @@ notes:
   - A revision that builds an index C(CONCURRENTLY) must wrap it in
     C(with op.get_context().autocommit_block():); the module says so when PostgreSQL refuses it.
 author:
-  - TraceHub platform team
+  - tracehub.deploy developers (@tracehub)
 """
 
 EXAMPLES = r"""

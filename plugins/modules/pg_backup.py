@@ -1,4 +1,6 @@
 #!/usr/bin/python
+# Copyright: (c) 2026, tracehub.deploy developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
@@ -25,7 +27,7 @@ description:
   - Holds the collection's per-database operation lock for the whole dump and verification, so no
     migration or restore of the same database can interleave; if another run holds it, fails naming it.
   - Idempotent through O(max_age). With it, a verified backup of the same environment and database that is
-    younger than O(max_age) and at the same Alembic revision is reused (RV(changed=false)) unless
+    younger than O(max_age) and at the same Alembic revision is reused (C(changed=false)) unless
     O(force=true). Without it every run takes a new backup.
 version_added: 1.0.0
 requirements:
@@ -121,7 +123,7 @@ notes:
   - For long dumps run the task with C(async) and C(poll) so that a dropped SSH session does not kill it;
     the C(tracehub.deploy.backup) role does.
 author:
-  - TraceHub platform team
+  - tracehub.deploy developers (@tracehub)
 """
 
 EXAMPLES = r"""

@@ -1,4 +1,6 @@
 #!/usr/bin/python
+# Copyright: (c) 2026, tracehub.deploy developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
@@ -13,8 +15,8 @@ description:
   - Files that are not readable manifests are reported in RV(skipped) with the reason, never silently
     dropped.
   - With O(check_integrity=true) each listed dump is re-hashed (detects corruption and truncation) and
-    read with C(pg_restore --list); the outcome is in RV(backups[].integrity_ok).
-  - Read-only; never connects to a database; RV(changed) is always false.
+    read with C(pg_restore --list); the outcome is in C(integrity_ok) of each item of RV(backups).
+  - Read-only; never connects to a database; C(changed) is always false.
 version_added: 1.0.0
 options:
   dest:
@@ -59,7 +61,7 @@ extends_documentation_fragment:
 seealso:
   - module: tracehub.deploy.pg_backup
 author:
-  - TraceHub platform team
+  - tracehub.deploy developers (@tracehub)
 """
 
 EXAMPLES = r"""

@@ -55,5 +55,5 @@ def test_state_dir_outside_unreachable_parent(tmp_path, monkeypatch):
     if os.geteuid() != 0:
         assert server.state_dir == private / "pg" / "x"
     else:
-        monkeypatch.setattr(localpg, "_service_account", lambda: object())
+        monkeypatch.setattr(localpg, "_service_account", object)
         assert str(server.state_dir).startswith("/var/tmp/tracehub-pg-")

@@ -39,7 +39,7 @@ def test_append_phase_first_call_creates_private_record_with_run_facts(tmp_path)
 
 def test_append_phase_second_call_appends_and_keeps_run_facts(tmp_path):
     append_phase(tmp_path, "run-1", {"phase": "backup"}, {"inventory": "first"}, clock=clock_at(T0))
-    record, _, _ = append_phase(
+    record, _entry, _path = append_phase(
         tmp_path, "run-1", {"phase": "migrate"}, {"inventory": "second"}, clock=clock_at(T0 + timedelta(minutes=1))
     )
     assert [p["phase"] for p in record["phases"]] == ["backup", "migrate"]
@@ -47,7 +47,7 @@ def test_append_phase_second_call_appends_and_keeps_run_facts(tmp_path):
 
 
 def test_append_phase_dry_run_writes_nothing(tmp_path):
-    record, _, path = append_phase(tmp_path / "runs", "run-1", {"phase": "backup"}, {}, dry_run=True)
+    record, _entry, path = append_phase(tmp_path / "runs", "run-1", {"phase": "backup"}, {}, dry_run=True)
     assert record["phases"][0]["phase"] == "backup"
     assert not path.exists()
     assert not (tmp_path / "runs").exists()
