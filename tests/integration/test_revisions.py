@@ -224,8 +224,8 @@ def test_revision_006_schema_has_spec_names(seeded_db):
         "WHERE contype = 'f' AND conname LIKE 'fk\\_%\\_organization\\_id' ORDER BY 1",
     )
     assert sorted(row[0] for row in fks) == sorted(TENANT_TABLES)
-    assert all(conname == f"fk_{table}_organization_id" for table, conname, _, _ in fks)
-    assert {(target, deltype) for _, _, target, deltype in fks} == {("organizations", "r")}
+    assert all(conname == f"fk_{table}_organization_id" for table, conname, _target, _deltype in fks)
+    assert {(target, deltype) for _table, _conname, target, deltype in fks} == {("organizations", "r")}
 
     unique = _query(
         seeded_db,
@@ -258,7 +258,7 @@ def test_revision_005_maps_each_user_role_to_org_role(seeded_db):
         "FROM users u LEFT JOIN org_memberships m ON m.user_id = u.id ORDER BY u.email",
     )
     assert len(rows) == 45
-    assert {user_role for _, user_role, _, _, _ in rows} == set(ROLE_MAPPING)
+    assert {user_role for _email, user_role, _org_role, _status, _org in rows} == set(ROLE_MAPPING)
     for email, user_role, org_role, status, org in rows:
         assert (org_role, status, org) == (ROLE_MAPPING[user_role], "active", VIBOTAJ), email
     assert _query(
