@@ -4,12 +4,19 @@ Revision ID: 003
 Revises: 002
 Create Date: 2026-01-06 00:03:00+00:00
 
-New tables only: nothing existing is touched, so this revision is safe while v1.2 is running.
+New tables only, but their foreign keys to ``users`` take a brief SHARE ROW EXCLUSIVE lock on it (it blocks
+v1.2's writes to users while held): everything runs in one short transaction under ``lock_timeout``, retried
+with backoff when a long transaction holds users (alembic/online_ddl.py). Re-running after a failure is safe:
+the transaction either created all three tables or nothing, and a revision whose tables exist is skipped.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -34,6 +41,18 @@ INVITATION_STATUS = postgresql.ENUM(
 ENUMS = (ORGANIZATION_TYPE, ORG_ROLE, MEMBERSHIP_STATUS, INVITATION_STATUS)
 
 
+def _online() -> ModuleType:
+    """The lock-safe helpers shipped beside the revisions (alembic/online_ddl.py), loaded by path."""
+    path = Path(__file__).resolve().parents[1] / "online_ddl.py"
+    name = f"_tracehub_online_ddl_{abs(hash(str(path)))}"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
 def _id() -> sa.Column:
     return sa.Column("id", postgresql.UUID(as_uuid=True), primary_key=True, server_default=sa.text("gen_random_uuid()"))
 
@@ -53,7 +72,14 @@ def _index(table: str, column: str, *, unique: bool = False) -> None:
 
 
 def upgrade() -> None:
-    """Create the four enum types and the three tables with their indexes."""
+    """Create the four enum types and the three tables with their indexes, in one short transaction."""
+    online = _online().Online.from_op(op, revision)
+    with online.outside_transaction():
+        if online.offline or online.scalar("SELECT to_regclass('invitations') IS NULL"):
+            online.unit("create the tenancy tables", "users", _create_tables)
+
+
+def _create_tables() -> None:
     bind = op.get_bind()
     for enum in ENUMS:
         enum.create(bind, checkfirst=False)
@@ -121,9 +147,14 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    """Drop the three tables and the four enum types."""
+    """Drop the three tables and the four enum types, in one short transaction."""
+    online = _online().Online.from_op(op, revision)
+    with online.outside_transaction():
+        online.unit("drop the tenancy tables", "users", _drop_tables)
+
+
+def _drop_tables() -> None:
     for table in ("invitations", "org_memberships", "organizations"):
-        op.drop_table(table)
-    bind = op.get_bind()
+        op.execute(f"DROP TABLE IF EXISTS {table}")
     for enum in reversed(ENUMS):
-        enum.drop(bind, checkfirst=False)
+        op.execute(f"DROP TYPE IF EXISTS {enum.name}")

@@ -5,13 +5,29 @@ Revises: 005
 Create Date: 2026-01-06 00:06:00+00:00
 
 Refuses first, naming the tables and counts, if any tenant row still has no organization (005 not
-applied, or rows written by v1.2 after it ran). Foreign keys are ON DELETE RESTRICT: deleting an
-organization must never silently delete its data.
+applied, or rows written with an explicit NULL organization_id). Foreign keys are ON DELETE RESTRICT:
+deleting an organization must never silently delete its data.
+
+Online, while v1.2 keeps writing (alembic/online_ddl.py), one table per short transaction under
+``lock_timeout``, retried with backoff:
+
+- NOT NULL through a CHECK (organization_id IS NOT NULL) added NOT VALID, then VALIDATEd (a scan that
+  blocks no reads or writes), then SET NOT NULL (PostgreSQL skips its own scan thanks to the validated
+  check) and the helper check dropped;
+- each foreign key added NOT VALID, then VALIDATEd;
+- the composite indexes and the unique index built CONCURRENTLY (an INVALID leftover of a failed build is
+  rebuilt), the unique constraint attached to its ready index (``UNIQUE USING INDEX``).
+
+Every step checks the catalog first, so a failed run is resumed by running it again.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
 
 import sqlalchemy as sa
 
@@ -90,24 +106,58 @@ def _refuse_if_unowned() -> None:
         )
 
 
+def _online() -> ModuleType:
+    """The lock-safe helpers shipped beside the revisions (alembic/online_ddl.py), loaded by path."""
+    path = Path(__file__).resolve().parents[1] / "online_ddl.py"
+    name = f"_tracehub_online_ddl_{abs(hash(str(path)))}"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
 def upgrade() -> None:
     """Refuse on unowned rows, then NOT NULL, foreign keys, composite indexes and the unique reference."""
     _refuse_if_unowned()
-    for table in TENANT_TABLES:
-        op.alter_column(table, "organization_id", nullable=False)
-        op.create_foreign_key(
-            f"fk_{table}_organization_id", table, "organizations", ["organization_id"], ["id"], ondelete="RESTRICT"
-        )
-    for table, column in COMPOSITE_INDEXES:
-        op.create_index(f"ix_{table}_organization_id_{column}", table, ["organization_id", column])
-    op.create_unique_constraint(UNIQUE_REFERENCE, "shipments", ["organization_id", "reference"])
+    online = _online().Online.from_op(op, revision)
+    with online.outside_transaction():
+        for table in TENANT_TABLES:
+            online.add_check_not_null(table, "organization_id")
+            online.add_foreign_key(
+                f"fk_{table}_organization_id", table, "organization_id", "organizations", ondelete="RESTRICT"
+            )
+        for table, column in COMPOSITE_INDEXES:
+            online.create_index(f"ix_{table}_organization_id_{column}", table, f"organization_id, {column}")
+        online.create_index(UNIQUE_REFERENCE, "shipments", "organization_id, reference", unique=True)
+        if online.constraint("shipments", UNIQUE_REFERENCE) is None:
+            online.unit(
+                f"attach {UNIQUE_REFERENCE} to its index",
+                "shipments",
+                lambda: online.execute(
+                    f"ALTER TABLE shipments ADD CONSTRAINT {UNIQUE_REFERENCE} UNIQUE USING INDEX {UNIQUE_REFERENCE}"
+                ),
+            )
 
 
 def downgrade() -> None:
     """Drop the unique constraint, the composite indexes and foreign keys, and allow NULL again."""
-    op.drop_constraint(UNIQUE_REFERENCE, "shipments", type_="unique")
-    for table, column in reversed(COMPOSITE_INDEXES):
-        op.drop_index(f"ix_{table}_organization_id_{column}", table_name=table)
-    for table in reversed(TENANT_TABLES):
-        op.drop_constraint(f"fk_{table}_organization_id", table, type_="foreignkey")
-        op.alter_column(table, "organization_id", nullable=True)
+    online = _online().Online.from_op(op, revision)
+    with online.outside_transaction():
+        online.unit(
+            f"drop {UNIQUE_REFERENCE}",
+            "shipments",
+            lambda: online.execute(f"ALTER TABLE shipments DROP CONSTRAINT IF EXISTS {UNIQUE_REFERENCE}"),
+        )
+        online.drop_index(UNIQUE_REFERENCE, "shipments")  # an index left by an interrupted upgrade
+        for table, column in reversed(COMPOSITE_INDEXES):
+            online.drop_index(f"ix_{table}_organization_id_{column}", table)
+        for table in reversed(TENANT_TABLES):
+
+            def relax(t: str = table) -> None:
+                online.execute(f"ALTER TABLE {t} DROP CONSTRAINT IF EXISTS fk_{t}_organization_id")
+                online.execute(f"ALTER TABLE {t} DROP CONSTRAINT IF EXISTS ck_{t}_organization_id_not_null")
+                online.execute(f"ALTER TABLE {t} ALTER COLUMN organization_id DROP NOT NULL")
+
+            online.unit("drop the foreign key and NOT NULL", table, relax)
