@@ -61,6 +61,56 @@ _RELATIVE = re.compile(r"^(?P<anchor>head|base|current)?(?P<delta>[+-]\d+)$")
 
 # (revision, message, elapsed seconds of that step)
 ProgressFn = Callable[[str, str, float], None]
+# Events from inside a revision (alembic/online_ddl.py): backfill progress, lock retries, index rebuilds.
+EventFn = Callable[[dict[str, Any]], None]
+# Key of config.attributes that the project's revisions read their online settings from.
+ONLINE_SETTINGS_KEY = "tracehub_online"
+RERUN_HINT = "Every step of this revision checks what is already done: run the migration again to resume from here"
+
+
+@dataclass(frozen=True, slots=True)
+class OnlineSettings:
+    """How the revisions change tables under live traffic (read by the project's alembic/online_ddl.py).
+
+    ``lock_timeout``: longest wait (s) for a lock that blocks reads or writes; ``lock_retries``: further
+    attempts after a timeout, each after ``lock_retry_delay`` (s) doubled per attempt; ``batch_size``: rows
+    per backfill transaction; ``batch_pause``: pause (s) between backfill batches (throttle).
+    """
+
+    lock_timeout: float = 0.2
+    lock_retries: int = 10
+    lock_retry_delay: float = 0.5
+    batch_size: int = 2000
+    batch_pause: float = 0.0
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not self.lock_timeout > 0:
+            problems.append(f"lock_timeout must be > 0 seconds (got {self.lock_timeout})")
+        if self.lock_retries < 0:
+            problems.append(f"lock_retries must be >= 0 (got {self.lock_retries})")
+        if self.lock_retry_delay < 0:
+            problems.append(f"lock_retry_delay must be >= 0 seconds (got {self.lock_retry_delay})")
+        if self.batch_size < 1:
+            problems.append(f"batch_size must be >= 1 row (got {self.batch_size})")
+        if self.batch_pause < 0:
+            problems.append(f"batch_pause must be >= 0 seconds (got {self.batch_pause})")
+        if problems:
+            raise MigrationError("Invalid migration settings: " + "; ".join(problems) + ".")
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict for results."""
+        return {
+            "lock_timeout": self.lock_timeout,
+            "lock_retries": self.lock_retries,
+            "lock_retry_delay": self.lock_retry_delay,
+            "batch_size": self.batch_size,
+            "batch_pause": self.batch_pause,
+        }
+
+    def attributes(self, on_event: EventFn | None = None) -> dict[str, Any]:
+        """The ``config.attributes["tracehub_online"]`` value for the revisions."""
+        return self.as_dict() | ({"on_progress": on_event} if on_event is not None else {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +178,8 @@ class MigrationResult:
     changed: bool
     dry_run: bool
     sql: tuple[dict[str, str], ...] = ()
+    backfill: tuple[dict[str, Any], ...] = ()
+    lock_retries: tuple[dict[str, Any], ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict for results."""
@@ -141,6 +193,29 @@ class MigrationResult:
             "changed": self.changed,
             "dry_run": self.dry_run,
             "sql": [dict(s) for s in self.sql],
+            "backfill": [dict(b) for b in self.backfill],
+            "lock_retries": [dict(r) for r in self.lock_retries],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ContractResult:
+    """The outcome of ``contract``: the temporary expand-phase objects removed (or that would be)."""
+
+    database: str
+    revision: str | None
+    steps: tuple[dict[str, Any], ...]
+    changed: bool
+    dry_run: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict for results."""
+        return {
+            "database": self.database,
+            "revision": self.revision,
+            "steps": [dict(s) for s in self.steps],
+            "changed": self.changed,
+            "dry_run": self.dry_run,
         }
 
 
@@ -174,8 +249,24 @@ class _Collector:
     direction: str
     on_progress: ProgressFn | None = None
     clock: Callable[[], float] = time.monotonic
+    on_event: EventFn | None = None
     applied: list[AppliedStep] = field(default_factory=list)
+    backfill: list[dict[str, Any]] = field(default_factory=list)
+    lock_retries: list[dict[str, Any]] = field(default_factory=list)
     _last: float = 0.0
+
+    def event(self, event: dict[str, Any]) -> None:
+        """An event from inside a revision: keep the summaries, forward everything."""
+        if event.get("event") == "backfill" and event.get("done"):
+            self.backfill.append(
+                {k: event.get(k) for k in ("revision", "table", "rows_done", "rows_total", "rate_rows_s", "elapsed_s")}
+            )
+        elif event.get("event") == "lock_retry":
+            self.lock_retries.append(
+                {k: event.get(k) for k in ("revision", "step", "table", "attempt", "retry_in_s", "blocking")}
+            )
+        if self.on_event is not None:
+            self.on_event(event)
 
     def start(self) -> None:
         self._last = self.clock()
@@ -245,11 +336,14 @@ def make_config(
     connection: Any = None,
     on_version_apply: Callable[..., None] | None = None,
     output_buffer: io.StringIO | None = None,
+    online: dict[str, Any] | None = None,
 ) -> Any:
     """An in-memory Alembic ``Config``: no ini file, no URL in any option, everything in ``attributes``."""
     cfg = Config(stdout=io.StringIO(), output_buffer=output_buffer)
     # ConfigParser interpolates '%': a path holding one must be escaped.
     cfg.set_main_option("script_location", script_location.replace("%", "%%"))
+    if online is not None:
+        cfg.attributes[ONLINE_SETTINGS_KEY] = online
     if url is not None:
         cfg.attributes["url"] = url
     if connection is not None:
@@ -436,7 +530,13 @@ def downgrade_refusal(plan: Plan, database: str) -> MigrationError:
 
 
 def step_failure_message(
-    database: str, plan: Plan, index: int, cause: str, left_at: tuple[str, ...], script_location: str
+    database: str,
+    plan: Plan,
+    index: int,
+    cause: str,
+    left_at: tuple[str, ...],
+    script_location: str,
+    rerunnable: bool = False,
 ) -> str:
     """The message for a revision that failed: which one, the DB's first error line, where the DB was left."""
     step = plan.steps[index]
@@ -454,6 +554,11 @@ def step_failure_message(
         done = ", ".join(s.revision for s in plan.steps[:index])
         msg += f"; the revisions before it ({done}) stay applied"
     msg += "."
+    if rerunnable and RERUN_HINT not in cause:
+        msg += (
+            f" Nothing of revision {step.revision} is half-applied: its finished steps stay (each is skipped when "
+            "done) and the failed one was rolled back; run the migration again to resume."
+        )
     if CONCURRENTLY_ERROR in cause and "CONCURRENTLY" in cause.upper():
         msg += (
             f" Revision {step.revision} creates or drops an index CONCURRENTLY inside the migration's transaction: "
@@ -568,12 +673,15 @@ def _quiet() -> Iterator[None]:
         yield
 
 
-def render_offline_sql(conn: ConnInfo, script_location: str, plan_: Plan) -> tuple[dict[str, str], ...]:
+def render_offline_sql(
+    conn: ConnInfo, script_location: str, plan_: Plan, settings: OnlineSettings | None = None
+) -> tuple[dict[str, str], ...]:
     """The SQL of each planned step, rendered by Alembic in offline mode; never touches the database."""
     rendered: list[dict[str, str]] = []
+    online = (settings or OnlineSettings()).attributes()
     for index, step in enumerate(plan_.steps):
         buffer = io.StringIO()
-        cfg = make_config(script_location, url=conn.sqlalchemy_url(), output_buffer=buffer)
+        cfg = make_config(script_location, url=conn.sqlalchemy_url(), output_buffer=buffer, online=online)
         before = plan_.previous_of(index)
         try:
             with _quiet():
@@ -596,13 +704,20 @@ def migrate(
     dry_run: bool = False,
     on_progress: ProgressFn | None = None,
     clock: Callable[[], float] = time.monotonic,
+    settings: OnlineSettings | None = None,
+    lock_wait: float = 0.0,
+    on_event: EventFn | None = None,
 ) -> MigrationResult:
     """Bring the database to ``target`` (head, a revision id, base, or relative like -1).
 
     Dry-run reads the current revision only and renders each pending revision's SQL offline. A real run
-    holds the per-database operation lock; each revision commits on its own (``transaction_per_migration``),
-    so a failing revision leaves the database at the previous one, which is re-read and reported.
+    holds the per-database operation lock (waiting up to ``lock_wait`` seconds for another run to finish,
+    then failing naming it); each revision commits on its own (``transaction_per_migration``), so a failing
+    revision leaves the database at the previous one, which is re-read and reported. ``settings`` reach the
+    revisions through ``config.attributes["tracehub_online"]``; ``on_event`` receives their events
+    (backfill progress with rows, rate and ETA; lock retries naming the blocking session).
     """
+    settings = settings or OnlineSettings()
     script = load_scripts(script_location)
     location = _script_dir(script)
     plan_ = plan_from(script, current(conn), target, conn.dbname)
@@ -618,16 +733,16 @@ def migrate(
             applied=(),
             changed=plan_.direction != NONE,
             dry_run=dry_run,
-            sql=render_offline_sql(conn, location, plan_) if dry_run else (),
+            sql=render_offline_sql(conn, location, plan_, settings) if dry_run else (),
         )
-    with operation_lock(conn, "migrate"):
+    with operation_lock(conn, "migrate", wait_seconds=lock_wait):
         # Re-plan under the lock: another run may have moved the database since the first read.
         plan_ = plan_from(script, current(conn), target, conn.dbname)
         if plan_.direction == DOWNGRADE and not allow_downgrade:
             raise downgrade_refusal(plan_, conn.dbname)
         if plan_.direction == NONE:
             return MigrationResult(conn.dbname, plan_.current, plan_.target, NONE, (), (), False, False)
-        collector = _run(conn, location, plan_, on_progress, clock)
+        collector = _run(conn, location, plan_, on_progress, clock, settings, on_event)
     after = current(conn)
     return MigrationResult(
         database=conn.dbname,
@@ -638,17 +753,32 @@ def migrate(
         applied=tuple(collector.applied),
         changed=True,
         dry_run=False,
+        backfill=tuple(collector.backfill),
+        lock_retries=tuple(collector.lock_retries),
     )
 
 
 def _run(
-    conn: ConnInfo, location: str, plan_: Plan, on_progress: ProgressFn | None, clock: Callable[[], float]
+    conn: ConnInfo,
+    location: str,
+    plan_: Plan,
+    on_progress: ProgressFn | None,
+    clock: Callable[[], float],
+    settings: OnlineSettings | None = None,
+    on_event: EventFn | None = None,
 ) -> _Collector:
-    collector = _Collector(plan_.direction, on_progress, clock)
+    collector = _Collector(plan_.direction, on_progress, clock, on_event)
     started = clock()
+    online = (settings or OnlineSettings()).attributes(collector.event)
     try:
         with _quiet(), _engine_connection(conn) as connection:
-            cfg = make_config(location, url=conn.sqlalchemy_url(), connection=connection, on_version_apply=collector)
+            cfg = make_config(
+                location,
+                url=conn.sqlalchemy_url(),
+                connection=connection,
+                on_version_apply=collector,
+                online=online,
+            )
             collector.start()
             if plan_.direction == UPGRADE:
                 command.upgrade(cfg, rev_label(plan_.target))
@@ -665,18 +795,88 @@ def _run(
             left_at = ("unknown: " + reread.msg,)
         index = failed_index(plan_, left_at, len(collector.applied))
         cause = first_line(exc)
+        rerunnable = bool(getattr(exc, "rerunnable", False))
+        extra = {k: v for k, v in (getattr(exc, "details", None) or {}).items() if k in ("table", "step", "blocking")}
         raise MigrationError(
-            step_failure_message(conn.dbname, plan_, index, cause, left_at, location),
+            step_failure_message(conn.dbname, plan_, index, cause, left_at, location, rerunnable),
             revision=plan_.steps[index].revision,
             failed_revision=plan_.steps[index].revision,
             left_at=list(left_at),
             applied=[a.as_dict() for a in collector.applied],
             cause=cause,
-            # Revisions before the failing one were committed: the database did change.
-            changed=bool(collector.applied),
+            rerunnable=rerunnable,
+            backfill=list(collector.backfill),
+            # Revisions before the failing one were committed, and online revisions commit per step: the
+            # database did change.
+            changed=bool(collector.applied) or rerunnable,
+            **extra,
         ) from exc
     if not collector.applied and plan_.steps:
         # env.py did not forward on_version_apply: report the plan with the whole run's time spread evenly.
         each = (clock() - started) / len(plan_.steps)
         collector.applied = [AppliedStep(s.revision, s.message, each) for s in plan_.steps]
     return collector
+
+
+def contract(
+    conn: ConnInfo,
+    script_location: str,
+    dry_run: bool = False,
+    settings: OnlineSettings | None = None,
+    lock_wait: float = 0.0,
+) -> ContractResult:
+    """Run the contract step of every applied revision that has one (the end of expand/contract).
+
+    A revision may define ``contract_pending(connection) -> list[str]`` (what its temporary expand-phase
+    objects still are, read only) and ``contract(connection, settings) -> list[str]`` (remove them, each in
+    a short transaction under ``lock_timeout``). For TraceHub, 005's default that gives v1.2's inserts to
+    VIBOTAJ: remove it only once v1.2 (blue) is retired. Idempotent; dry-run only reads.
+    """
+    settings = settings or OnlineSettings()
+    script = load_scripts(script_location)
+    cur = current(conn)
+    check_current_known(script, cur, conn.dbname)
+    if len(cur) > 1:
+        raise MigrationError(f"Database {conn.dbname} has several Alembic heads ({', '.join(cur)}); merge them first.")
+    applied = list(reversed(_ancestors(script, cur[0]))) if cur else []
+    modules = [
+        (rev, script.get_revision(rev).module)
+        for rev in applied
+        if callable(getattr(script.get_revision(rev).module, "contract", None))
+    ]
+    steps: list[dict[str, Any]] = []
+    changed = False
+    try:
+        with contextlib.ExitStack() as stack:
+            if not dry_run:
+                stack.enter_context(operation_lock(conn, "contract", wait_seconds=lock_wait))
+            for rev, module in modules:
+                with _quiet(), _engine_connection(conn) as connection:
+                    pending = list(module.contract_pending(connection))
+                    if connection.in_transaction():
+                        connection.rollback()
+                    done = pending if dry_run or not pending else list(module.contract(connection, settings.as_dict()))
+                what = doc_line(getattr(module, "CONTRACT", "") or "") or f"contract step of revision {rev}"
+                steps.append({"revision": rev, "description": what, "pending": pending, "done": done})
+                changed = changed or bool(done)
+    except DeployError:
+        raise
+    except Exception as exc:
+        raise MigrationError(
+            f"The contract step on {conn.dbname} failed: {first_line(exc)}. Finished tables stay contracted; "
+            "run it again to finish the others.",
+            cause=first_line(exc),
+            steps=steps,
+            **{k: v for k, v in (getattr(exc, "details", None) or {}).items() if k in ("table", "blocking")},
+        ) from exc
+    return ContractResult(conn.dbname, cur[0] if cur else None, tuple(steps), changed, dry_run)
+
+
+def describe_contract(result: ContractResult) -> str:
+    """One sentence: what the contract step did (or would do)."""
+    tables = sorted({t for s in result.steps for t in s["done"]})
+    if not tables:
+        return f"{result.database}: nothing to contract at revision {rev_label(result.revision)}."
+    verb = "Would contract" if result.dry_run else "Contracted"
+    what = "; ".join(s["description"] for s in result.steps if s["done"])
+    return f"{verb} {result.database} on {len(tables)} table(s) ({', '.join(tables)}): {what}"
