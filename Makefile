@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 INVENTORY ?= inventories/local
 STAMP := $(VENV)/.installed-$(shell sha256sum requirements.txt | cut -c1-12)
 
-.PHONY: setup up down demo demo-reset test unit integration lint build clean
+.PHONY: setup up down demo demo-reset test unit integration lint sanity molecule build clean
 
 setup: $(STAMP) .collections/ansible_collections/tracehub/deploy
 
@@ -46,8 +46,18 @@ integration: setup
 	$(BIN)/python -m pytest tests/integration
 
 lint: setup
-	$(BIN)/ruff check plugins tools tests alembic
-	$(BIN)/ruff format --check plugins tools tests alembic
+	$(BIN)/ruff check plugins tools tests alembic molecule
+	$(BIN)/ruff format --check plugins tools tests alembic molecule
+	$(BIN)/yamllint --strict .
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/ansible-lint
+
+# ansible-test sanity (no ignore entries) on a snapshot of the tracked files: see tools/sanity.sh.
+sanity: setup
+	tools/sanity.sh
+
+# Every Molecule scenario (molecule/*/): each creates and destroys its own PostgreSQL servers.
+molecule: setup
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/molecule test --all
 
 # The collection as Galaxy ships it: build the artifact, then prove it installs.
 build: setup
