@@ -66,6 +66,7 @@ class MigrationFacts:
     revision_after: str | None
     baseline_counts: dict[str, int]
     finished: str | None
+    backup: str | None = None
 
 
 def find_migration(records_dir: Path | str, environment: str, database: str) -> MigrationFacts | None:
@@ -96,6 +97,7 @@ def find_migration(records_dir: Path | str, environment: str, database: str) -> 
                 revision_after=data.get("revision_after") or None,
                 baseline_counts={k: int(v) for k, v in (data.get("baseline_counts") or {}).items()},
                 finished=finished or None,
+                backup=data.get("backup") or None,
             )
             if best is None or finished > best[0]:
                 best = (finished, facts)
@@ -223,6 +225,15 @@ def assess(
     now = now or backup.utc_now()
     migration = find_migration(records_dir, environment, conn.dbname) if records_dir else None
     pre_backup = find_pre_migration_backup(backup_dir, environment, conn.dbname) if backup_dir else None
+    if pre_backup is None and backup_dir and migration and migration.backup:
+        # The migrate gate may have reused a recent backup not flagged pre_migration: it is the way back too.
+        path = Path(backup_dir) / f"{migration.backup}{backup.MANIFEST_SUFFIX}"
+        try:
+            candidate = backup.load_manifest(path)
+        except DeployError:
+            candidate = None
+        if candidate is not None and candidate["verified"]:
+            pre_backup = candidate
     connection = connect(conn.with_application_name("tracehub.deploy rollback_info"))
     try:
         connection.set_session(readonly=True)
@@ -240,8 +251,14 @@ def assess(
             level3: dict[str, Any] = {"possible": pre_backup is not None, "backup": None, "written_since": {}}
             if pre_backup is not None:
                 since = backup.parse_time(str(pre_backup["created_at"]))
-                written = rows_written_since(cur, since)
+                in_backup = set(pre_backup.get("row_counts") or {})
+                every = rows_written_since(cur, since)
+                # Tables the backup does not hold were created since (the migration's): the restore drops
+                # them as a whole, which is the point of it; report them apart from the application's writes.
+                written = {t: n for t, n in every.items() if t in in_backup}
+                new_tables = {t: counts[t] for t in counts if t not in in_backup and counts[t]}
                 level3 |= {
+                    "tables_not_in_backup": new_tables,
                     "backup": restore.backup_summary(pre_backup),
                     "backup_age_seconds": int((now - since).total_seconds()),
                     "written_since": written,
@@ -297,8 +314,11 @@ def advice(level1: Mapping[str, Any], level3: Mapping[str, Any], current: str | 
         cost = (
             f"{written} rows written since would be lost ({tables})."
             if written
-            else "no row was written since (by their timestamps); the cost is the restore's time."
+            else "no row of the backed-up tables was written since (by their timestamps)."
         )
+        if level3.get("tables_not_in_backup"):
+            dropped = ", ".join(f"{t}: {n}" for t, n in level3["tables_not_in_backup"].items())
+            cost += f" Tables created since, dropped with their rows: {dropped}."
         lines.append(
             f"Level 3 restores {backup_['name']} ({backup_['created_at']}, revision {backup_['alembic_revision']}): "
             + cost

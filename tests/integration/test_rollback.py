@@ -1,0 +1,269 @@
+"""rollback.yml and restore.yml run by real ansible-playbook against a real PostgreSQL seeded at 002."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from psycopg2 import sql
+
+from ansible_collections.tracehub.deploy.plugins.module_utils import alembic_ops
+from ansible_collections.tracehub.deploy.plugins.module_utils.backup import BackupRequest, create
+from ansible_collections.tracehub.deploy.plugins.module_utils.pg import connect
+from ansible_collections.tracehub.deploy.plugins.module_utils.restore import OLD_INFIX
+from ansible_collections.tracehub.deploy.plugins.module_utils.run_record import append_phase
+from ansible_collections.tracehub.deploy.plugins.module_utils.runner import subprocess_runner
+from tools.localpg import find_bindir
+from tools.seed import TENANT_TABLES, seed
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+ALEMBIC_DIR = str(PROJECT_DIR / "alembic")
+
+
+@pytest.fixture
+def seeded_db(fresh_db, admin_conn):
+    seed(fresh_db)
+    yield fresh_db
+    connection = connect(admin_conn)
+    connection.autocommit = True
+    with connection.cursor() as cur:
+        cur.execute("SELECT datname FROM pg_database WHERE starts_with(datname, %s)", (fresh_db.dbname + OLD_INFIX,))
+        for (name,) in cur.fetchall():
+            cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    connection.close()
+
+
+@pytest.fixture
+def inventory(tmp_path, seeded_db):
+    inv = tmp_path / "inventory"
+    inv.mkdir()
+    host_vars = {
+        "ansible_connection": "local",
+        "ansible_python_interpreter": sys.executable,
+        "tracehub_environment": "staging",
+        "db_host": seeded_db.host,
+        "db_port": seeded_db.port,
+        "db_name": seeded_db.dbname,
+        "db_user": seeded_db.user,
+        "db_password": seeded_db.password,
+        "tracehub_backup_dir": str(tmp_path / "backups"),
+        "tracehub_records_dir": str(tmp_path / "runs"),
+        "backup_pg_bin_dir": str(find_bindir()),
+        "backup_poll_interval": 1,
+        "migrate_poll_interval": 1,
+        "restore_poll_interval": 1,
+        "rollback_poll_interval": 1,
+    }
+    (inv / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {"db": {"hosts": {"test-db": host_vars}}}}}))
+    return inv
+
+
+def run_playbook(inventory: Path, playbook: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, ANSIBLE_CONFIG=str(PROJECT_DIR / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    return subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", str(inventory), str(PROJECT_DIR / "playbooks" / playbook), *extra],
+        cwd=PROJECT_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=900,
+    )
+
+
+def flat(result: subprocess.CompletedProcess[str]) -> str:
+    """The output with every run of whitespace as one space (Ansible wraps long messages)."""
+    return " ".join(result.stdout.split())
+
+
+def state(conn) -> tuple[str | None, dict[str, int]]:
+    connection = connect(conn)
+    try:
+        with connection.cursor() as cur:
+            cur.execute("SELECT version_num FROM alembic_version")
+            revision = cur.fetchone()[0]
+            counts = {}
+            for table in TENANT_TABLES:
+                cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table)))
+                counts[table] = cur.fetchone()[0]
+        return revision, counts
+    finally:
+        connection.close()
+
+
+def execute(conn, statement: str, params=()) -> None:
+    connection = connect(conn)
+    try:
+        with connection.cursor() as cur:
+            cur.execute(statement, params)
+        connection.commit()
+    finally:
+        connection.close()
+
+
+def migrate_like_site(conn, tmp_path: Path, environment: str = "staging") -> dict[str, int]:
+    """What site.yml leaves behind: a verified pre-migration backup, 006, and the migrate phase's record."""
+    revision, baseline = state(conn)
+    manifest = create(
+        BackupRequest(conn, tmp_path / "backups", environment, pre_migration=True, pg_bin_dir=find_bindir()),
+        run=subprocess_runner,
+    ).backup
+    result = alembic_ops.migrate(conn, ALEMBIC_DIR, "006")
+    append_phase(
+        tmp_path / "runs",
+        "site-run",
+        {
+            "phase": "migrate",
+            "status": "ok",
+            "environment": environment,
+            "database": conn.dbname,
+            "changed": True,
+            "data": {
+                "revision_before": revision,
+                "revision_after": result.to_revision,
+                "applied": [step.as_dict() for step in result.applied],
+                "baseline_counts": baseline,
+                "backup": manifest["name"],
+                "check_mode": False,
+            },
+        },
+        {},
+    )
+    return baseline
+
+
+def phases(tmp_path: Path) -> list[dict]:
+    found = []
+    for path in sorted((tmp_path / "runs").glob("*.json")):
+        found.extend(json.loads(path.read_text())["phases"])
+    return found
+
+
+def test_rollback_level_unknown_refused_naming_the_implemented_levels(inventory):
+    result = run_playbook(inventory, "rollback.yml", "-e", "rollback_level=7")
+    assert result.returncode != 0
+    assert "Implemented levels: 1 = " in flat(result) and "3 = " in flat(result)
+
+
+def test_rollback_level1_after_site_returns_to_002_every_row_intact_then_unchanged(inventory, seeded_db, tmp_path):
+    baseline = migrate_like_site(seeded_db, tmp_path)
+    assert state(seeded_db)[0] == "006"
+
+    check = run_playbook(inventory, "rollback.yml", "-e", "rollback_level=1", "--check")
+    assert check.returncode == 0, check.stdout[-3000:]
+    assert state(seeded_db)[0] == "006"
+    assert "Would downgrade" in flat(check)
+
+    result = run_playbook(
+        inventory, "rollback.yml", "-e", "rollback_level=1", "-e", "rollback_reason=validation_errors_seen"
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert state(seeded_db) == ("002", baseline)
+    assert "revision before the migration (run record" in flat(result)
+    assert "Reason given: validation_errors_seen" in flat(result)
+    assert "Level 1 is SAFE" in flat(result)
+    record = [p for p in phases(tmp_path) if p["phase"] == "rollback_level_1"][-1]
+    assert record["data"]["undone"] == ["006", "005", "004", "003"]
+    assert record["data"]["revision_after"] == "002"
+
+    again = run_playbook(inventory, "rollback.yml", "-e", "rollback_level=1")
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert "changed=0" in again.stdout.split("PLAY RECAP", 1)[1]
+
+
+@pytest.mark.parametrize("revision", ["003", "004", "005", "006"])
+def test_rollback_level1_single_step_from_each_revision_keeps_data(inventory, seeded_db, revision):
+    _, baseline = state(seeded_db)
+    alembic_ops.migrate(seeded_db, ALEMBIC_DIR, revision)
+    previous = f"{int(revision) - 1:03d}"
+
+    result = run_playbook(
+        inventory, "rollback.yml", "-e", "rollback_level=1", "-e", f"rollback_target_revision={previous}"
+    )
+
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert state(seeded_db) == (previous, baseline)
+
+
+def test_rollback_level1_refuses_losing_organizations_unless_accepted(inventory, seeded_db):
+    alembic_ops.migrate(seeded_db, ALEMBIC_DIR, "006")
+    execute(
+        seeded_db,
+        "INSERT INTO organizations (id, name, slug, type, country) "
+        "VALUES ('00000000-0000-0000-0000-0000000000aa', 'Acme', 'acme', 'customer', 'DE')",
+    )
+
+    matrix = run_playbook(inventory, "rollback.yml", "-e", "rollback_level=1", "-e", "rollback_reason=005_failed")
+    assert matrix.returncode == 0, matrix.stdout[-3000:]  # the matrix says 004 for 005_failed: lossless
+    assert state(seeded_db)[0] == "004"
+    assert "decision matrix: revision 005 failed" in flat(matrix)
+
+    refused = run_playbook(inventory, "rollback.yml", "-e", "rollback_level=1", "-e", "rollback_target_revision=002")
+    assert refused.returncode != 0
+    assert "organizations created after the migration" in flat(refused)
+    assert state(seeded_db)[0] == "004"
+
+    accepted = run_playbook(
+        inventory,
+        "rollback.yml",
+        "-e",
+        "rollback_level=1",
+        "-e",
+        "rollback_target_revision=002",
+        "-e",
+        "rollback_accept_loss=true",
+    )
+    assert accepted.returncode == 0, accepted.stdout[-3000:]
+    assert state(seeded_db)[0] == "002"
+
+
+def test_rollback_level3_restores_pre_migration_backup_guarded_in_production(inventory, seeded_db, tmp_path):
+    before = state(seeded_db)
+    migrate_like_site(seeded_db, tmp_path, "production")
+    execute(seeded_db, "DELETE FROM audit_logs WHERE ctid IN (SELECT ctid FROM audit_logs LIMIT 5)")
+
+    check = run_playbook(
+        inventory, "rollback.yml", "-e", "rollback_level=3", "-e", "tracehub_environment=production", "--check"
+    )
+    refused = run_playbook(inventory, "rollback.yml", "-e", "rollback_level=3", "-e", "tracehub_environment=production")
+    assert check.returncode == 0, check.stdout[-3000:]
+    assert "Would restore" in flat(check)
+    assert refused.returncode != 0
+    assert f"-e restore_confirm={seeded_db.dbname}" in flat(refused)
+    assert state(seeded_db)[0] == "006"
+
+    result = run_playbook(
+        inventory,
+        "rollback.yml",
+        "-e",
+        "rollback_level=3",
+        "-e",
+        "tracehub_environment=production",
+        "-e",
+        f"restore_confirm={seeded_db.dbname}",
+    )
+
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert state(seeded_db) == before
+    assert "Restored production/" in flat(result)
+    record = [p for p in phases(tmp_path) if p["phase"] == "rollback_level_3"][-1]
+    assert record["status"] == "ok" and record["data"]["backup"]["pre_migration"] is True
+    assert record["data"]["safety_backup"]["name"]
+
+
+def test_restore_playbook_restores_newest_verified_backup(inventory, seeded_db):
+    before = state(seeded_db)
+    backup = run_playbook(inventory, "backup.yml")
+    assert backup.returncode == 0, backup.stdout[-3000:]
+    execute(seeded_db, "DELETE FROM notifications")
+
+    result = run_playbook(inventory, "restore.yml")
+
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert state(seeded_db) == before
