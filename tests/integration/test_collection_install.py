@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -150,3 +151,107 @@ def test_collection_install_main_job_runs_from_the_install_with_fqcns(installed,
     (record_file,) = (tmp_path / "runs").glob("*.json")
     phases = [phase["phase"] for phase in json.loads(record_file.read_text())["phases"]]
     assert phases == ["backup", "migrate", "validate", "backup"]
+
+
+WIDGETS_SUITE = """\
+name: widgets
+description: Release checks of another team's service, run by tracehub.deploy.validate.
+params:
+  expected_revision: "003"
+  tables: [widgets, gadgets]
+facts:
+  current_revision: SELECT string_agg(version_num, ',') FROM alembic_version
+checks:
+  - id: revision
+    name: Alembic is at the expected revision
+    sql: SELECT %(current_revision)s::text = %(expected_revision)s::text AS at_expected_revision
+    expect: true
+  - id: tables
+    name: The service's tables exist
+    for_each: tables
+    sql: SELECT count(*) AS row_count FROM {item}
+    expect: {min: 0}
+    collect_as: row_counts
+  - id: colour
+    name: Every widget has a colour
+    sql: SELECT count(*) FROM widgets WHERE colour IS NULL
+    expect: {value: 0}
+"""
+
+
+def test_collection_install_another_alembic_project_reuses_roles_and_modules(installed, fresh_db, tmp_path):
+    """The README's reuse guide, run: their revisions directory, their suite, the collection's roles and modules."""
+    env = installed[1]
+    project = tmp_path / "widgets-service"
+    # Their revisions, with an env.py copied from the collection's (it takes the database from the caller).
+    fixture_versions = PROJECT_DIR / "tests" / "integration" / "fixtures" / "alembic_linear" / "versions"
+    shutil.copytree(fixture_versions, project / "migrations" / "versions")
+    shutil.copy(PROJECT_DIR / "alembic" / "env.py", project / "migrations" / "env.py")
+    (project / "checks").mkdir()
+    (project / "checks" / "release.yml").write_text(WIDGETS_SUITE)
+    (project / "inventory").mkdir()
+    host_vars = {
+        "ansible_connection": "local",
+        "ansible_python_interpreter": sys.executable,
+        "tracehub_environment": "staging",
+        "db_host": fresh_db.host,
+        "db_port": fresh_db.port,
+        "db_name": fresh_db.dbname,
+        "db_user": fresh_db.user,
+        "db_password": fresh_db.password,
+        "tracehub_backup_dir": str(tmp_path / "backups"),
+        "tracehub_records_dir": str(tmp_path / "runs"),
+        "backup_pg_bin_dir": str(find_bindir()),
+        "backup_poll_interval": 1,
+    }
+    (project / "inventory" / "hosts.yml").write_text(
+        yaml.safe_dump({"all": {"children": {"db": {"hosts": {"widgets-db": host_vars}}}}})
+    )
+    (project / "release.yml").write_text(REUSE_PLAYBOOK)
+
+    completed = _run(
+        [str(BIN / "ansible-playbook"), "-i", str(project / "inventory"), str(project / "release.yml")], env, project
+    )
+
+    assert completed.returncode == 0, completed.stdout[-4000:] + completed.stderr
+    assert "3 passed, 0 warnings, 0 failed" in completed.stdout
+    (manifest_file,) = (tmp_path / "backups").glob("*.json")
+    manifest = json.loads(manifest_file.read_text())
+    assert manifest["verified"] is True
+    assert manifest["alembic_revision"] is None  # the backup was taken before the first revision
+    (record_file,) = (tmp_path / "runs").glob("*.json")
+    phases = json.loads(record_file.read_text())["phases"]
+    assert [phase["phase"] for phase in phases] == ["backup", "validate"]
+    assert phases[1]["data"]["summary"] == "3 passed, 0 warnings, 0 failed"
+
+
+REUSE_PLAYBOOK = """\
+---
+# The README's "Reusing the roles and modules with another Alembic project", as another team writes it.
+- name: Release the widgets service database
+  hosts: db
+  gather_facts: false
+  serial: 1
+  roles:
+    - role: tracehub.deploy.run_context
+    - role: tracehub.deploy.backup
+  tasks:
+    - name: Migrate to the head of our own revisions
+      tracehub.deploy.alembic_migration:
+        login_host: "{{ db_host }}"
+        login_port: "{{ db_port }}"
+        login_user: "{{ db_user }}"
+        login_password: "{{ db_password }}"
+        login_db: "{{ db_name }}"
+        script_location: "{{ playbook_dir }}/migrations"
+        revision: head
+      delegate_to: localhost
+
+    - name: Validate with our own suite
+      ansible.builtin.include_role:
+        name: tracehub.deploy.validate
+      vars:
+        validate_suite_file: "{{ playbook_dir }}/checks/release.yml"
+        validate_params:
+          expected_revision: "003"
+"""
