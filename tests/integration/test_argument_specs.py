@@ -71,6 +71,20 @@ def test_argument_specs_options_are_prefixed_typed_and_described(role):
     assert unprefixed == [], f"roles/{role}: public variables must start with {role}_"
 
 
+@pytest.mark.parametrize("role", ROLES)
+def test_argument_specs_role_readme_documents_every_variable(role):
+    readme = PROJECT_DIR / "roles" / role / "README.md"
+
+    assert readme.is_file(), f"roles/{role} has no README.md"
+    text = readme.read_text()
+    sections = {line[3:].strip() for line in text.splitlines() if line.startswith("## ")}
+    missing_sections = sorted({"Requirements", "Role Variables", "Example Playbook", "Hooks"} - sections)
+    undocumented = [name for name in _main_options(role) if name not in text]
+
+    assert missing_sections == [], f"roles/{role}/README.md lacks sections"
+    assert undocumented == [], f"roles/{role}/README.md does not document these variables"
+
+
 # --- real ansible-playbook runs --------------------------------------------------------------------------------
 
 
