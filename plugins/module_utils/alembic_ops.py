@@ -74,7 +74,10 @@ class OnlineSettings:
 
     ``lock_timeout``: longest wait (s) for a lock that blocks reads or writes; ``lock_retries``: further
     attempts after a timeout, each after ``lock_retry_delay`` (s) doubled per attempt; ``batch_size``: rows
-    per backfill transaction; ``batch_pause``: pause (s) between backfill batches (throttle).
+    per backfill transaction; ``batch_pause``: pause (s) between backfill batches (throttle);
+    ``progress_interval``: least seconds between two backfill progress events; ``weak_lock_timeout``: longest
+    wait (s) of statements that block no reads or writes (concurrent index builds waiting for older
+    transactions, VALIDATE CONSTRAINT).
     """
 
     lock_timeout: float = 0.2
@@ -82,6 +85,8 @@ class OnlineSettings:
     lock_retry_delay: float = 0.5
     batch_size: int = 2000
     batch_pause: float = 0.0
+    progress_interval: float = 1.0
+    weak_lock_timeout: float = 60.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -106,6 +111,8 @@ class OnlineSettings:
             "lock_retry_delay": self.lock_retry_delay,
             "batch_size": self.batch_size,
             "batch_pause": self.batch_pause,
+            "progress_interval": self.progress_interval,
+            "weak_lock_timeout": self.weak_lock_timeout,
         }
 
     def attributes(self, on_event: EventFn | None = None) -> dict[str, Any]:
@@ -549,7 +556,7 @@ def step_failure_message(
     else:
         where = f"The database is now at revision {actual} (expected {rev_label(expected)})"
     verb_rev = "upgrade" if plan.direction == UPGRADE else "downgrade"
-    msg = f"{verb} {database}: revision {what} failed: {cause}. {where}"
+    msg = f"{verb} {database}: revision {what} failed: {cause.rstrip('.')}. {where}"
     if index:
         done = ", ".join(s.revision for s in plan.steps[:index])
         msg += f"; the revisions before it ({done}) stay applied"
