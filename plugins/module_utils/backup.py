@@ -1016,6 +1016,9 @@ def _create(
                 manifest["finished_at"] = format_time(finished)
                 _fsync_dump(partial)
                 finished_files.append(dump_path)
+                if directory and dump_path.is_dir():
+                    # os.replace cannot replace a non-empty directory; a same-named file dump is replaced too.
+                    shutil.rmtree(dump_path)
                 os.replace(partial, dump_path)
                 _fsync_dir(dest)
                 write_manifest(manifest_path, manifest)

@@ -1,0 +1,263 @@
+"""Backup/restore benchmark: the collection's pg_backup and pg_restore against raw pg_dump/pg_restore.
+
+    .venv/bin/python -m bench.backup_restore            # scale 1796 (about 2.5 M rows)
+    .venv/bin/python -m bench.backup_restore --smoke    # a few thousand rows, seconds: proves it still runs
+
+Starts its own PostgreSQL (tools.localpg, free port, temporary directory) and seeds revision 002 once. Then, in
+one run and per format (custom with 1 job, directory with ``--jobs`` jobs), interleaving raw and collection runs
+so that drift hits both alike:
+
+- dump: raw ``pg_dump`` vs ``backup.create(verify="none")`` (snapshot, counts, dump, sha256, manifest);
+- verification: ``backup.create(verify="restore")`` minus the dump alone, vs a raw ``pg_restore`` of that format;
+- restore: raw ``createdb`` + ``pg_restore`` vs ``restore.restore`` without the safety backup (checks, restore
+  into a fresh database, exact counts, swap).
+
+Each figure is the median of ``--repeat`` runs. Prints a table of seconds and ratios; writes JSON under
+.local/bench/backup_restore/. Targets (issue 4): dump <= 1.05x raw, restore <= 1.05x raw, verification <= 1.2x a
+raw restore, directory format with 2 jobs faster than custom (dump + restore).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+PROJECT_DIR = Path(__file__).resolve().parents[2]
+for entry in (PROJECT_DIR / ".collections", PROJECT_DIR):
+    if str(entry) not in sys.path:
+        sys.path.insert(0, str(entry))
+
+from psycopg2 import sql  # noqa: E402
+
+from ansible_collections.tracehub.deploy.plugins.module_utils import backup, restore  # noqa: E402
+from ansible_collections.tracehub.deploy.plugins.module_utils.pg import ConnInfo, connect, pgpass_file  # noqa: E402
+from ansible_collections.tracehub.deploy.plugins.module_utils.runner import subprocess_runner  # noqa: E402
+from tools.localpg import LocalServer, find_bindir, free_port, wait_until_accepting  # noqa: E402
+from tools.seed import seed  # noqa: E402
+
+OUT_DIR = PROJECT_DIR / ".local" / "bench" / "backup_restore"
+APP_USER = "tracehub_bench"
+APP_PASSWORD = "b3nch%b@ck:up"
+TARGETS = {"dump": 1.05, "restore": 1.05, "verification": 1.2}
+
+
+def timed(action: Callable[..., Any], *args: Any, **kwargs: Any) -> float:
+    started = time.perf_counter()
+    action(*args, **kwargs)
+    return time.perf_counter() - started
+
+
+def run_raw(argv: list[str], conn: ConnInfo) -> None:
+    with pgpass_file(conn) as passfile:
+        env = {**conn.libpq_env(passfile), "LC_ALL": "C"}
+        completed = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+    if completed.returncode != 0 or "error:" in completed.stderr:
+        raise RuntimeError(f"{argv[0]} failed: {completed.stderr.strip()[-500:]}")
+
+
+def admin(conn: ConnInfo, statement: sql.Composable) -> None:
+    connection = connect(conn.with_db("postgres"))
+    connection.autocommit = True
+    try:
+        with connection.cursor() as cur:
+            cur.execute(statement)
+    finally:
+        connection.close()
+
+
+def drop(conn: ConnInfo, name: str) -> None:
+    admin(conn, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def measure_format(conn: ConnInfo, work: Path, fmt: str, jobs: int, repeat: int, bindir: Path) -> dict[str, Any]:
+    """Median seconds of raw and collection dump, verification and restore for one format/job count."""
+    pg_dump, pg_restore = str(bindir / "pg_dump"), str(bindir / "pg_restore")
+    parallel = [f"--jobs={jobs}"] if jobs > 1 else []
+    times: dict[str, list[float]] = {k: [] for k in ("raw_dump", "dump", "dump_verified", "raw_restore", "restore")}
+    raw_path = work / f"raw.{fmt}"
+    target = conn.with_db("bench_target")
+    for round_ in range(repeat):
+        # Raw dump, then the collection's dump alone (verify none), then with verification.
+        shutil.rmtree(raw_path, ignore_errors=True)
+        raw_path.unlink(missing_ok=True)
+        dump_jobs = parallel if fmt == "directory" else []
+        argv = [
+            pg_dump,
+            f"--format={fmt}",
+            f"--file={raw_path}",
+            *dump_jobs,
+            "--no-password",
+            f"--dbname={conn.dbname}",
+        ]
+        times["raw_dump"].append(timed(run_raw, argv, conn))
+        dest = work / f"backups-{fmt}-{round_}"
+        request = backup.BackupRequest(
+            conn=conn,
+            dest=dest,
+            environment="bench",
+            name="dump-only",
+            verify="none",
+            pg_bin_dir=bindir,
+            format=fmt,
+            jobs=jobs,
+        )
+        times["dump"].append(timed(backup.create, request, run=subprocess_runner))
+        verified_request = backup.BackupRequest(
+            conn=conn,
+            dest=dest,
+            environment="bench",
+            name="verified",
+            verify="restore",
+            pg_bin_dir=bindir,
+            format=fmt,
+            jobs=jobs,
+        )
+        times["dump_verified"].append(timed(backup.create, verified_request, run=subprocess_runner))
+
+        # Raw restore into a new database, then the collection's restore (no safety backup) of the verified one.
+        drop(conn, "bench_raw")
+
+        def raw_restore() -> None:
+            admin(conn, sql.SQL("CREATE DATABASE bench_raw TEMPLATE template0"))
+            run_raw(
+                [
+                    pg_restore,
+                    "--no-owner",
+                    "--exit-on-error",
+                    *parallel,
+                    "--no-password",
+                    "--dbname=bench_raw",
+                    str(raw_path),
+                ],
+                conn,
+            )
+
+        times["raw_restore"].append(timed(raw_restore))
+        drop(conn, "bench_raw")
+        restore_request = restore.RestoreRequest(
+            conn=target,
+            backup_dir=dest,
+            environment="bench",
+            name="verified",
+            allow_foreign=True,
+            safety_backup=False,
+            jobs=jobs,
+            keep_old=0,
+            pg_bin_dir=bindir,
+            force=True,
+        )
+        times["restore"].append(timed(restore.restore, restore_request, run=subprocess_runner))
+        drop(conn, "bench_target")
+        shutil.rmtree(dest, ignore_errors=True)
+    size = backup.sha256_path(raw_path)[1]
+    shutil.rmtree(raw_path, ignore_errors=True)
+    raw_path.unlink(missing_ok=True)
+    medians = {key: statistics.median(values) for key, values in times.items()}
+    verification = medians["dump_verified"] - medians["dump"]
+    return {
+        "format": fmt,
+        "jobs": jobs,
+        "size_bytes": size,
+        "runs": times,
+        "seconds": medians | {"verification": verification},
+        "ratios": {
+            "dump": medians["dump"] / medians["raw_dump"],
+            "restore": medians["restore"] / medians["raw_restore"],
+            "verification": verification / medians["raw_restore"],
+        },
+    }
+
+
+def report(results: list[dict[str, Any]], rows: int) -> tuple[str, dict[str, bool]]:
+    lines = [
+        f"Backup/restore benchmark, {rows:,} rows (medians, seconds; ratio = collection / raw)",
+        "",
+        f"{'format':<16}{'raw dump':>10}{'dump':>8}{'ratio':>7}{'verify':>9}{'ratio':>7}"
+        f"{'raw rest.':>11}{'restore':>9}{'ratio':>7}{'size MB':>9}",
+    ]
+    for r in results:
+        s, q = r["seconds"], r["ratios"]
+        lines.append(
+            f"{r['format'] + ' -j' + str(r['jobs']):<16}{s['raw_dump']:>10.2f}{s['dump']:>8.2f}{q['dump']:>7.3f}"
+            f"{s['verification']:>9.2f}{q['verification']:>7.3f}{s['raw_restore']:>11.2f}{s['restore']:>9.2f}"
+            f"{q['restore']:>7.3f}{r['size_bytes'] / 1e6:>9.1f}"
+        )
+    verdicts = {}
+    for key, limit in TARGETS.items():
+        verdicts[f"{key} <= {limit}x"] = all(r["ratios"][key] <= limit for r in results)
+    by_format = {r["format"]: r for r in results}
+    if {"custom", "directory"} <= set(by_format):
+        custom = by_format["custom"]["seconds"]
+        directory = by_format["directory"]["seconds"]
+        verdicts["directory -j2 faster than custom (dump + restore)"] = (
+            directory["dump"] + directory["restore"] < custom["dump"] + custom["restore"]
+        )
+    lines += ["", *[f"{'PASS' if ok else 'MISS'}  {name}" for name, ok in verdicts.items()]]
+    return "\n".join(lines), verdicts
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.backup_restore", description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", type=int, default=1796, help="tools.seed scale (1796: about 2.5 M rows)")
+    parser.add_argument("--jobs", type=int, default=2, help="jobs of the directory format")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per figure (the median is reported)")
+    parser.add_argument("--smoke", action="store_true", help="scale 2, one run: seconds, proves it still works")
+    parser.add_argument("--out", type=Path, default=OUT_DIR, help="directory of the JSON result")
+    args = parser.parse_args(argv)
+    scale = 2 if args.smoke else args.scale
+
+    base = Path(tempfile.mkdtemp(prefix="tracehub-bench-br-"))
+    base.chmod(0o755)
+    server = LocalServer(name="br", port=free_port(), base_dir=base)
+    work = Path(tempfile.mkdtemp(prefix="tracehub-bench-br-work-"))
+    try:
+        server.start()
+        wait_until_accepting(server)
+        server.ensure_application_database("bench_source", APP_USER, APP_PASSWORD)
+        conn = ConnInfo(
+            host="127.0.0.1",
+            port=server.port,
+            user=APP_USER,
+            password=APP_PASSWORD,
+            dbname="bench_source",
+            sslmode="disable",
+        )
+        started = time.perf_counter()
+        counts = seed(conn, scale)
+        rows = sum(counts.values())
+        print(f"Seeded {rows:,} rows (scale {scale}) in {time.perf_counter() - started:.0f} s", flush=True)
+        bindir = find_bindir()
+        results = [
+            measure_format(conn, work, "custom", 1, args.repeat, bindir),
+            measure_format(conn, work, "directory", args.jobs, args.repeat, bindir),
+        ]
+    finally:
+        server.remove()
+        shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+    table, verdicts = report(results, rows)
+    print(table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    out = args.out / ("smoke.json" if args.smoke else "results.json")
+    out.write_text(
+        json.dumps(
+            {"rows": rows, "scale": scale, "repeat": args.repeat, "results": results, "targets": verdicts}, indent=2
+        )
+        + "\n"
+    )
+    print(f"\nJSON: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
