@@ -68,3 +68,9 @@ build: setup
 clean:
 	@test -x $(BIN)/python && $(BIN)/python -m tools.localpg clean --inventory $(INVENTORY) || true
 	rm -rf .local .collections build
+
+# Backup/restore benchmark at about 2.5 M rows (minutes): the collection against raw pg_dump/pg_restore.
+# Serialised with the other heavy runs; `--smoke` instead for a seconds-long check.
+.PHONY: bench-backup
+bench-backup: setup
+	flock /tmp/tracehub-heavy.lock $(BIN)/python -m bench.backup_restore
