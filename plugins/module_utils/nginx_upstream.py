@@ -325,11 +325,16 @@ def switch(
     state_path: str | None = None,
     run_id: str | None = None,
     dry_run: bool = False,
+    reload: bool = True,
     probe: ProbeFn = http_probe,
     clock: Callable[[], str] = _utc_now,
     sleep: Callable[[float], None] = time.sleep,
 ) -> SwitchResult:
-    """Point the load balancer's upstream at ``upstream.colour``; see the module docstring for the flow."""
+    """Point the load balancer's upstream at ``upstream.colour``; see the module docstring for the flow.
+
+    With ``reload=False`` the file is written and validated only (first install, before the load
+    balancer starts); nothing is reloaded or verified.
+    """
     upstream.check()
     target = Path(path)
     before = _read(target)
@@ -353,15 +358,15 @@ def switch(
     where = f"{driver.kind} upstream {upstream.name} ({target})"
     if dry_run:
         if file_changes:
-            result.commands = [driver.validate_argv(), driver.reload_argv()]
+            result.commands = [driver.validate_argv()] + ([driver.reload_argv()] if reload else [])
             result.msg = f"Would switch {where} from {previous_colour or 'nothing'} to {upstream.colour}."
         else:
             result.msg = f"{where} already sends traffic to {upstream.colour}."
         return result
 
     if file_changes:
-        _apply(target, before, after, driver, run, result, where)
-    if verify is not None:
+        _apply(target, before, after, driver, run, result, where, reload=reload)
+    if verify is not None and reload:
         try:
             result.verified_requests = verify_target(verify, probe=probe, sleep=sleep)
         except UpstreamError as exc:
@@ -403,7 +408,14 @@ def switch(
 
 
 def _apply(
-    target: Path, before: str | None, after: str, driver: LoadBalancerDriver, run: Run, result: SwitchResult, where: str
+    target: Path,
+    before: str | None,
+    after: str,
+    driver: LoadBalancerDriver,
+    run: Run,
+    result: SwitchResult,
+    where: str,
+    reload: bool = True,
 ) -> None:
     """Write, validate, reload; on a refusal restore the previous file and raise."""
     write_atomically(target, after)
@@ -418,6 +430,8 @@ def _apply(
             stderr=checked.stderr,
             commands=result.commands,
         )
+    if not reload:
+        return
     reloaded = _run(run, driver.reload_argv(), result)
     if not reloaded.ok:
         _restore(target, before, driver, run, result, reload=False)

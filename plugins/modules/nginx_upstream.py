@@ -71,6 +71,12 @@ options:
   nginx_error_log:
     description: Error log given to nginx with C(-e), so that C(nginx -t) never touches the system's log.
     type: path
+  reload:
+    description:
+      - Reload the running load balancer after a change. V(false) only writes and validates the file (first
+        install, before nginx starts); nothing is verified then.
+    type: bool
+    default: true
   reload_command:
     description: Command that reloads nginx instead of C(nginx -s reload), e.g. V([systemctl, reload, nginx]).
     type: list
@@ -187,6 +193,7 @@ def main() -> None:
             "nginx_conf": {"type": "path"},
             "nginx_prefix": {"type": "path"},
             "nginx_error_log": {"type": "path"},
+            "reload": {"type": "bool", "default": True},
             "reload_command": {"type": "list", "elements": "str"},
             "verify_url": {"type": "str"},
             "verify_requests": {"type": "int", "default": 5},
@@ -230,6 +237,7 @@ def main() -> None:
             state_path=p["state_path"],
             run_id=p["run_id"],
             dry_run=module.check_mode,
+            reload=p["reload"],
         )
     except DeployError as exc:
         module.fail_json(msg=str(exc), **exc.details)
