@@ -74,3 +74,10 @@ clean:
 .PHONY: bench-backup
 bench-backup: setup
 	flock /tmp/tracehub-heavy.lock $(BIN)/python -m bench.backup_restore
+
+# Zero-downtime benchmark at about 2.5 M rows (minutes): migrate 002 -> 006 under v1.2's writes, the project's
+# online revisions beside the plan's literal ones (bench/zero_downtime/baseline). Table, JSON and PNG chart.
+.PHONY: bench-zero-downtime
+bench-zero-downtime: setup
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	flock /tmp/tracehub-heavy.lock $(BIN)/python -m bench.zero_downtime
