@@ -1,4 +1,8 @@
-"""`make demo`: run the main job (playbooks/site.yml) on the local inventory and summarise it from the run record.
+"""`make demo`: run the blue-green release (playbooks/deploy.yml) on the local inventory and summarise it.
+
+deploy.yml is the main job (backup -> migrate -> validate -> post-migration backup) with the application
+around it: blue (v1.2) and a project-local nginx serving first, green (v1.3) started after the migration and
+traffic switched to it. The summary comes from the run record, with the cutover at the end.
 
 Each local database that is still empty is first brought to revision 002 and filled with realistic
 TraceHub data (tools.seed). ``--reset-only`` (``make demo-reset``) drops the databases and rebuilds them at
@@ -59,6 +63,29 @@ def prepare(databases: list[InventoryDatabase], reset: bool) -> None:
             )
 
 
+def cutover_summary(record: dict) -> str:
+    """Where traffic went: each load balancer's switch, its proof and its monitoring window."""
+    lines = ["", "Blue-green cutover"]
+    cutovers = [p for p in record.get("phases", []) if p.get("phase") in ("cutover", "rollback_level_2")]
+    if not cutovers:
+        return "\n".join([*lines, "  no cutover in this run"])
+    for phase in cutovers:
+        data = phase.get("data") or {}
+        switch = data.get("switch") or {}
+        watch = data.get("watch") or {}
+        moved = f"{data.get('from')} -> {data.get('to')}" if phase.get("changed") else f"stays on {data.get('to')}"
+        lines.append(
+            f"  {phase.get('host')}: {phase['phase']} {phase['status']}, {moved} "
+            f"({', '.join(switch.get('servers', []))}; {switch.get('verified_requests', 0)} requests verified)"
+        )
+        if watch:
+            lines.append(
+                f"    monitoring window: {watch.get('requests')} requests, {watch.get('failures')} failed, "
+                f"p95 {watch.get('latency_ms_p95')} ms ({watch.get('reason')})"
+            )
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--inventory", default="inventories/local")
@@ -76,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         str(PROJECT_DIR / ".venv" / "bin" / "ansible-playbook"),
         "-i",
         str(inventory),
-        str(PROJECT_DIR / "playbooks" / "site.yml"),
+        str(PROJECT_DIR / "playbooks" / "deploy.yml"),
         "-e",
         f"tracehub_run_id={run_id}",
     ]
@@ -85,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - started
     record_file = PROJECT_DIR / ".local" / "runs" / f"{run_id}.json"
     if record_file.exists():
-        print(render_summary(read_record(record_file), playbook_seconds=elapsed, record_path=record_file))
+        record = read_record(record_file)
+        print(render_summary(record, playbook_seconds=elapsed, record_path=record_file))
+        print(cutover_summary(record))
     if completed.returncode != 0:
         print(
             f"\nThe main job failed (ansible-playbook exit {completed.returncode}); see the output above.",
