@@ -102,7 +102,12 @@ def write_inventory(stack: Stack, blue: int = 2, green: int = 2, lbs: int = 1, *
                         },
                     }
                 },
-                "lb": {"hosts": {f"lb-{i + 1}": {"lb_port": p} for i, p in enumerate(stack.lb_ports)}},
+                "lb": {
+                    "hosts": {
+                        f"lb-{i + 1}": {"lb_port": p, "lb_maintenance_port": free_port()}
+                        for i, p in enumerate(stack.lb_ports)
+                    }
+                },
             }
         }
     }

@@ -1,0 +1,1 @@
+"""The blue-green cutover benchmark: python -m bench.cutover."""
