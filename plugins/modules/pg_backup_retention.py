@@ -1,4 +1,6 @@
 #!/usr/bin/python
+# Copyright: (c) 2026, tracehub.deploy developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
@@ -49,7 +51,7 @@ seealso:
   - module: tracehub.deploy.pg_backup
   - module: tracehub.deploy.pg_backup_info
 author:
-  - TraceHub platform team
+  - tracehub.deploy developers (@tracehub)
 """
 
 EXAMPLES = r"""

@@ -1,4 +1,6 @@
 #!/usr/bin/python
+# Copyright: (c) 2026, tracehub.deploy developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
@@ -29,7 +31,7 @@ description:
     O(keep_old) are dropped.
   - If any step before the swap fails, the live database is untouched and the scratch database dropped.
   - Idempotent. A database that already holds this backup (a restore marker in its comment) at the
-    manifest's revision and row counts is left alone (RV(changed=false)) unless O(force=true).
+    manifest's revision and row counts is left alone (C(changed=false)) unless O(force=true).
 version_added: 1.1.0
 requirements:
   - psycopg2 (psycopg2-binary)
@@ -140,7 +142,7 @@ seealso:
 notes:
   - The password reaches C(pg_restore) only through a temporary 0600 pgpass file.
 author:
-  - TraceHub platform team
+  - tracehub.deploy developers (@tracehub)
 """
 
 EXAMPLES = r"""
