@@ -120,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
             phases=phases,
             rate=args.rate,
         )
+        report["summary"]["scheduled"] = load.scheduled
         stamp = time.strftime("%Y%m%dT%H%M%S")
         json_path = out_dir / f"cutover-{stamp}.json"
         json_path.write_text(json.dumps(report, indent=2))

@@ -29,6 +29,8 @@ class Sample:
     latency_ms: float
     colour: str | None
     error: str | None = None
+    # How late the request started after its scheduled moment (the client's own queueing).
+    late_ms: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -69,6 +71,7 @@ class LoadGenerator:
         self._thread: threading.Thread | None = None
         self.started_at = 0.0
         self.started_wall = 0.0
+        self.scheduled = 0
 
     def _request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict, str | None]:
         connection = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
@@ -92,6 +95,7 @@ class LoadGenerator:
 
     def _one(self, kind: str, t: float) -> None:
         started = time.monotonic()
+        late_ms = round((started - self.started_at - t) * 1000, 2)
         status = colour = error = None
         try:
             status, body, colour = self._call(kind)
@@ -99,7 +103,7 @@ class LoadGenerator:
                 error = f"HTTP {status}: {str(body.get('error', ''))[:120]}"
         except (OSError, http.client.HTTPException) as exc:
             error = f"{type(exc).__name__}: {exc}"
-        sample = Sample(t, kind, status, round((time.monotonic() - started) * 1000, 2), colour, error)
+        sample = Sample(t, kind, status, round((time.monotonic() - started) * 1000, 2), colour, error, late_ms)
         with self._lock:
             self.samples.append(sample)
 
@@ -141,8 +145,9 @@ class LoadGenerator:
 
     def _loop(self) -> None:
         interval = 1.0 / self.rate
-        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="load") as pool:
-            n = 0
+        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="load")
+        n = 0
+        try:
             while not self._stop.is_set():
                 due = self.started_at + n * interval
                 delay = due - time.monotonic()
@@ -150,6 +155,10 @@ class LoadGenerator:
                     time.sleep(delay)
                 pool.submit(self._one, self._schedule[n % len(self._schedule)], round(due - self.started_at, 4))
                 n += 1
+        finally:
+            # Requests still queued in the client were never sent: drop them; in-flight ones finish.
+            pool.shutdown(wait=True, cancel_futures=True)
+            self.scheduled = n
 
     def start(self) -> None:
         self.started_at = time.monotonic()

@@ -71,6 +71,11 @@ def build_report(
                 "max": max(latencies) if latencies else None,
             },
             "by_kind": by_kind,
+            "client_late_ms": {
+                "p50": percentile([s.get("late_ms", 0.0) for s in samples], 50),
+                "p99": percentile([s.get("late_ms", 0.0) for s in samples], 99),
+                "max": max((s.get("late_ms", 0.0) for s in samples), default=None),
+            },
             "colours": dict(Counter(s.get("colour") or "none" for s in samples)),
             "switches": len(switches),
         },
@@ -94,11 +99,15 @@ def print_table(report: dict[str, Any]) -> None:
     s = report["summary"]
     lat = s["latency_ms"]
     rows = [
-        ("requests sent", f"{s['requests']:,}"),
+        ("requests sent", f"{s['requests']:,} (scheduled {s.get('scheduled', s['requests']):,})"),
         ("failed (non-2xx or connection error)", f"{s['failed']:,}"),
         ("target rate", f"{s['target_rate']:g} req/s"),
         ("measured throughput", f"{s['throughput_rps']} req/s over {s['duration_s']} s"),
         ("latency p50 / p95 / p99 / max", f"{lat['p50']} / {lat['p95']} / {lat['p99']} / {lat['max']} ms"),
+        (
+            "client start lateness p50 / p99 / max",
+            f"{s['client_late_ms']['p50']} / {s['client_late_ms']['p99']} / {s['client_late_ms']['max']} ms",
+        ),
         ("answered by colour", ", ".join(f"{k} {v:,}" for k, v in sorted(s["colours"].items()))),
         ("switches", ", ".join(f"{w['from']} -> {w['to']} at {w['t']:.1f} s" for w in report["switches"]) or "none"),
     ]
