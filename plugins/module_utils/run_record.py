@@ -27,7 +27,10 @@ from ansible_collections.tracehub.deploy.plugins.module_utils.errors import Reco
 
 RECORD_FORMAT_VERSION = 1
 _RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_SECRET_KEY_PATTERN = re.compile(r"pass(word)?|secret|token|pgpass|dsn", re.IGNORECASE)
+# Whole words of a key only: "db_password" and "api_token" are secrets, "passed" and "tokens_seen" are not.
+_SECRET_KEY_PATTERN = re.compile(
+    r"(^|[_\-.])(password|passwd|passphrase|pass|secret|token|pgpass|dsn|credentials?)($|[_\-.])", re.IGNORECASE
+)
 
 
 def utc_now() -> datetime:
@@ -135,6 +138,11 @@ def append_phase(
     :param run_facts: facts about the run stored once, at creation: inventory, git_commit, user, controller.
     :returns: (the record as it now is, the entry appended, the record's path). In dry-run nothing is written.
     """
+    if not records_dir.is_absolute():
+        raise RecordError(
+            f"Recording the phase failed: the records directory {str(records_dir)!r} is not an absolute path. "
+            "Set tracehub_records_dir in the inventory to an absolute directory."
+        )
     path = record_path(records_dir, run_id)
     finished = clock()
     started = _parse_time(entry_fields.get("started"))

@@ -90,3 +90,24 @@ def test_scrub_secrets_masks_nested_secret_keys():
         "manifest": {"db_password": "********", "rows": 3},
         "items": [{"token": "********", "name": "n"}],
     }
+
+
+def test_scrub_secrets_keeps_lookalike_keys():
+    # Regression: "passed" matched the secret pattern and every run record showed "passed": "********".
+    data = {"passed": 12, "passwords_rotated": 1, "tokens_seen": 3, "bypass": "x", "db_pass": "y", "api_token": "z"}
+    assert scrub_secrets(data) == {
+        "passed": 12,
+        "passwords_rotated": 1,
+        "tokens_seen": 3,
+        "bypass": "x",
+        "db_pass": "********",
+        "api_token": "********",
+    }
+
+
+@pytest.mark.parametrize("records_dir", ["", "runs", "./runs"])
+def test_append_phase_relative_records_dir_refused(records_dir):
+    from pathlib import Path
+
+    with pytest.raises(RecordError, match="not an absolute path"):
+        append_phase(Path(records_dir), "run-1", {"phase": "validate"}, {})
