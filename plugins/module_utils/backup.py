@@ -161,14 +161,14 @@ class BackupResult:
 
 @dataclass(frozen=True, slots=True)
 class BackupListing:
-    """Manifests found in a backup directory, newest first, and the files that were skipped."""
+    """Manifests found in a backup directory, newest first, and the files that are not readable manifests."""
 
     backups: list[dict[str, Any]]
-    skipped: list[dict[str, str]]
+    unreadable: list[dict[str, str]]
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict form."""
-        return {"backups": self.backups, "skipped": self.skipped}
+        return {"backups": self.backups, "unreadable": self.unreadable}
 
 
 @dataclass(frozen=True, slots=True)
@@ -619,11 +619,11 @@ def load_manifest(path: Path) -> dict[str, Any]:
 def list_backups(dest: Path | str, environment: str | None = None, database: str | None = None) -> BackupListing:
     """Manifests in ``dest`` (optionally of one environment/database), newest first.
 
-    Unreadable or foreign ``*.json`` files are skipped with a reason; a missing directory has no backups.
+    Unreadable or foreign ``*.json`` files are listed as unreadable with a reason; a missing directory has no backups.
     """
     directory = Path(dest)
     backups: list[dict[str, Any]] = []
-    skipped: list[dict[str, str]] = []
+    unreadable: list[dict[str, str]] = []
     if not directory.is_dir():
         return BackupListing([], [])
     for path in sorted(directory.glob(f"*{MANIFEST_SUFFIX}")):
@@ -632,7 +632,7 @@ def list_backups(dest: Path | str, environment: str | None = None, database: str
         try:
             manifest = load_manifest(path)
         except BackupError as exc:
-            skipped.append({"path": str(path), "reason": exc.msg})
+            unreadable.append({"path": str(path), "reason": exc.msg})
             continue
         if environment is not None and manifest["environment"] != environment:
             continue
@@ -640,7 +640,7 @@ def list_backups(dest: Path | str, environment: str | None = None, database: str
             continue
         backups.append(manifest)
     backups.sort(key=lambda m: (parse_time(str(m["created_at"])), str(m["name"])), reverse=True)
-    return BackupListing(backups, skipped)
+    return BackupListing(backups, unreadable)
 
 
 def age_seconds(manifest: Mapping[str, Any], now: datetime) -> float:

@@ -12,7 +12,7 @@ description:
   - Reads the manifests that M(tracehub.deploy.pg_backup) wrote in O(dest) and lists the backups newest
     first, optionally only those of one environment or database, only verified ones, or only those
     younger than O(max_age).
-  - Files that are not readable manifests are reported in RV(skipped) with the reason, never silently
+  - Files that are not readable manifests are reported in RV(unreadable) with the reason, never silently
     dropped.
   - With O(check_integrity=true) each listed dump is re-hashed (detects corruption and truncation) and
     read with C(pg_restore --list); the outcome is in C(integrity_ok) of each item of RV(backups).
@@ -106,7 +106,7 @@ latest:
   returned: always
   type: dict
   sample: {"name": "production-tracehub-20250301T120000Z", "verified": true, "age_seconds": 42}
-skipped:
+unreadable:
   description: C(*.json) files in O(dest) that are not readable manifests, with the reason.
   returned: always
   type: list
@@ -174,7 +174,8 @@ def main() -> None:
         msg=msg,
         backups=backups,
         latest=backups[0] if backups else None,
-        skipped=listing.skipped,
+        # Not "skipped": Ansible reserves that key and would mark the whole task as skipped.
+        unreadable=listing.unreadable,
         commands=commands,
     )
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -254,3 +256,29 @@ def test_create_unreadable_table_fails_before_dumping(source_db, tmp_path, pg_se
         create(_request(source_db, dest), run=subprocess_runner)
 
     assert not dest.exists() or list(dest.iterdir()) == []
+
+
+def test_pg_backup_info_with_foreign_json_reports_it_and_is_not_skipped(tmp_path):
+    # Regression: the result key "skipped" made Ansible report the whole task as SKIPPED, hiding the data.
+    project = Path(__file__).resolve().parents[2]
+    (tmp_path / "notes.json").write_text('{"note": "x"}')
+    completed = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ansible"),
+            "localhost",
+            "-m",
+            "tracehub.deploy.pg_backup_info",
+            "-a",
+            f"dest={tmp_path} environment=staging",
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+        ],
+        cwd=project,
+        env=dict(os.environ, ANSIBLE_CONFIG=str(project / "ansible.cfg")),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    assert "SKIPPED" not in completed.stdout
+    assert "notes.json" in completed.stdout and "unreadable" in completed.stdout

@@ -509,7 +509,7 @@ def test_list_backups_newest_first_filters_and_skips_unreadable(dest, bin_dir):
     listing = list_backups(dest, environment="staging", database="tracehub")
 
     assert [m["created_at"] for m in listing.backups] == ["2025-03-01T12:10:00Z", "2025-03-01T12:00:00Z"]
-    reasons = {Path(s["path"]).name: s["reason"] for s in listing.skipped}
+    reasons = {Path(s["path"]).name: s["reason"] for s in listing.unreadable}
     assert "not a readable JSON manifest" in reasons["notes.json"]
     assert "missing format_version" in reasons["other.json"]
     assert len(list_backups(dest).backups) == 3
@@ -530,7 +530,7 @@ def test_select_backups_filters_verified_and_age(dest, bin_dir):
 
 def test_list_backups_missing_dir_is_empty(tmp_path):
     listing = list_backups(tmp_path / "nope")
-    assert listing.backups == [] and listing.skipped == []
+    assert listing.backups == [] and listing.unreadable == []
 
 
 def test_verify_existing_detects_flipped_byte_and_truncation(dest, bin_dir):
