@@ -195,7 +195,8 @@ def http_probe(url: str, headers: Mapping[str, str], timeout: float) -> Probe:
 
 
 def _utc_now() -> str:
-    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    """UTC ISO-8601 with microseconds always present and a Z: one format for every reader."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(slots=True)
