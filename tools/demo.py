@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -47,8 +48,20 @@ def is_empty(conn: ConnInfo) -> bool:
         connection.close()
 
 
+def reset_web_tier() -> None:
+    """Stop the local nginx and app instances and forget their state: the next demo starts from blue."""
+    from bench.cutover.stack import Stack, stop_processes
+
+    local = PROJECT_DIR / ".local"
+    stop_processes(Stack(base=local))
+    for name in ("nginx", "app"):
+        shutil.rmtree(local / name, ignore_errors=True)
+
+
 def prepare(databases: list[InventoryDatabase], reset: bool) -> None:
-    """Seed empty databases at 002; with ``reset``, rebuild them from scratch first."""
+    """Seed empty databases at 002; with ``reset``, rebuild them from scratch first (and the web tier)."""
+    if reset:
+        reset_web_tier()
     for db in databases:
         if reset:
             db.server.drop_database(db.dbname)
