@@ -144,3 +144,17 @@ def test_backup_while_another_run_holds_the_lock_names_it(inventory, seeded_db):
         completed = run_playbook(inventory, "backup.yml")
     assert completed.returncode != 0
     assert "tracehub.deploy migrate" in completed.stdout
+
+
+def test_migrate_refuses_a_backup_damaged_since_it_was_verified(inventory, seeded_db, tmp_path):
+    # Regression (fresh-eyes run): a truncated pre-migration dump still let the migration go ahead.
+    backup = run_playbook(inventory, "backup.yml")
+    assert backup.returncode == 0, backup.stdout[-4000:]
+    (dump,) = (tmp_path / "backups").glob("*.dump")
+    dump.write_bytes(b"")
+
+    completed = run_playbook(inventory, "migrate.yml")
+
+    assert completed.returncode != 0
+    assert "DAMAGED" in completed.stdout and dump.stem in completed.stdout
+    assert revision(seeded_db) == "002"
