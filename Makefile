@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-$(shell sha256sum requirements.txt | cut -c1-12)
 
 .PHONY: setup up down demo demo-reset test unit integration lint sanity molecule build clean
 
-setup: $(STAMP) .collections/ansible_collections/tracehub/deploy nginx
+setup: $(STAMP) .collections/ansible_collections/tracehub/deploy playbooks/collections/ansible_collections/tracehub/deploy nginx
 
 $(STAMP): requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,12 @@ nginx:
 .collections/ansible_collections/tracehub/deploy:
 	@mkdir -p .collections/ansible_collections/tracehub
 	@ln -sfn ../../.. $@
+
+# ... and beside the playbooks, which Ansible searches first whatever the working directory: a
+# playbook run from elsewhere uses this checkout, never another copy installed in ~/.ansible.
+playbooks/collections/ansible_collections/tracehub/deploy:
+	@mkdir -p playbooks/collections/ansible_collections/tracehub
+	@ln -sfn ../../../.. $@
 
 up: setup
 	@$(BIN)/python -m tools.localpg up --inventory $(INVENTORY)
@@ -79,7 +85,7 @@ build: setup
 
 clean: web-down
 	@test -x $(BIN)/python && $(BIN)/python -m tools.localpg clean --inventory $(INVENTORY) || true
-	rm -rf .local .collections build
+	rm -rf .local .collections playbooks/collections build
 
 # Backup/restore benchmark at about 2.5 M rows (minutes): the collection against raw pg_dump/pg_restore.
 # Serialised with the other heavy runs; `--smoke` instead for a seconds-long check.
