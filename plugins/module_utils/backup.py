@@ -16,6 +16,7 @@ Side effects are injected: commands through a ``Run`` callable, SQL through a ``
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
@@ -212,6 +213,9 @@ class Database(Protocol):
     def drop_scratch(self, name: str) -> None:
         """Drop the scratch database, terminating its sessions."""
 
+    def idle_databases(self, prefix: str) -> list[str]:
+        """Databases whose name starts with ``prefix`` and that nobody is connected to."""
+
     def row_counts(self, dbname: str) -> dict[str, int]:
         """Exact row counts of every public table of ``dbname`` on the same server."""
 
@@ -325,6 +329,20 @@ class PgDatabase:
                 f"Dropping the scratch database {name} failed: {str(exc).strip()}. Drop it by hand.",
                 scratch_database=name,
             ) from exc
+        finally:
+            connection.close()
+
+    def idle_databases(self, prefix: str) -> list[str]:
+        """Databases whose name starts with ``prefix`` and that nobody is connected to."""
+        connection = self._connect("sweep")
+        try:
+            with connection.cursor() as cur:
+                cur.execute(
+                    "SELECT d.datname FROM pg_database d WHERE starts_with(d.datname, %s) "
+                    "AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname) ORDER BY 1",
+                    (prefix,),
+                )
+                return [row[0] for row in cur.fetchall()]
         finally:
             connection.close()
 
@@ -827,6 +845,34 @@ def _count_differences(expected: Mapping[str, int], actual: Mapping[str, int]) -
     }
 
 
+def _scratch_token_for(database_oid: int, token: Callable[[], str]) -> Callable[[], str]:
+    return lambda: f"{database_oid}_{token()}"
+
+
+def _sweep_leftovers(db: Database, dest: Path, environment: str, dbname: str, database_oid: int | None) -> list[str]:
+    """Remove what an interrupted backup of this database left behind, and say so.
+
+    A killed run (SIGKILL, an async timeout) cannot clean up: its partial dump stays in ``dest`` and its
+    scratch database, a full copy of the data, on the server. The caller holds the per-database lock, so no
+    other backup of this database is running: every partial dump of it and every scratch database named
+    after it that nobody is connected to is a leftover.
+    """
+    swept: list[str] = []
+    for path in sorted(dest.glob(f"{glob.escape(f'{environment}-{dbname}-')}*")):
+        if path.name.endswith((PARTIAL_SUFFIX, DIRECTORY_PARTIAL_SUFFIX)):
+            _remove_quietly(path)
+            swept.append(f"Removed {path}, left by an interrupted backup.")
+    if database_oid is not None:
+        for name in db.idle_databases(f"{SCRATCH_PREFIX}{database_oid}_"):
+            try:
+                db.drop_scratch(name)
+            except BackupError as exc:  # a leftover must not stop today's backup
+                swept.append(f"Found scratch database {name}, left by an interrupted backup: {exc.msg}")
+                continue
+            swept.append(f"Dropped scratch database {name}, left by an interrupted backup.")
+    return swept
+
+
 def _test_restore(
     request: BackupRequest,
     db: Database,
@@ -966,7 +1012,11 @@ def _create(
             )
 
         _ensure_private_dir(dest)
+        warnings.extend(_sweep_leftovers(db, dest, request.environment, conn.dbname, facts.database_oid))
         _remove_quietly(partial)  # a stale partial from a killed run is never a backup
+        if facts.database_oid is not None:
+            # Scratch names carry the source's oid, so that a later run can tell its own leftovers.
+            token = _scratch_token_for(facts.database_oid, token)
         finished_files: list[Path] = []
         try:
             with pgpass_file(conn) as passfile:

@@ -282,3 +282,25 @@ def test_pg_backup_info_with_foreign_json_reports_it_and_is_not_skipped(tmp_path
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "SKIPPED" not in completed.stdout
     assert "notes.json" in completed.stdout and "unreadable" in completed.stdout
+
+
+def test_create_after_a_killed_backup_drops_its_scratch_and_partial(source_db, tmp_path, pg_server):
+    dest = tmp_path / "backups"
+    dest.mkdir(mode=0o700)
+    partial = dest / f"staging-{source_db.dbname}-20250101T000000Z.dump.partial"
+    partial.write_bytes(b"PGDMP half written")
+    admin = pg_server.admin_connect()
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute("SELECT oid FROM pg_database WHERE datname = %s", (source_db.dbname,))
+        leftover = f"tracehub_verify_{cur.fetchone()[0]}_killed"
+        cur.execute(f'CREATE DATABASE "{leftover}" OWNER "{source_db.user}"')
+
+    result = create(_request(source_db, dest), run=subprocess_runner)
+
+    with admin.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_database WHERE datname LIKE 'tracehub_verify_%%'")
+        assert cur.fetchone()[0] == 0
+    admin.close()
+    assert not partial.exists()
+    assert result.changed and any(leftover in warning for warning in result.warnings)

@@ -77,6 +77,9 @@ class FakeDatabase:
         self.calls.append(("drop_scratch", name))
         self.scratch.discard(name)
 
+    def idle_databases(self, prefix):
+        return sorted(name for name in self.scratch if name.startswith(prefix))
+
     def row_counts(self, dbname):
         self.calls.append(("row_counts", dbname))
         return dict(self.counts if self.restored is None else self.restored)
@@ -197,7 +200,7 @@ def test_create_dump_uses_exported_snapshot_and_custom_format(dest, bin_dir):
     assert "--snapshot=00000003-0000001B-1" in dump
     assert any(a.endswith(".dump.partial") for a in dump)
     restore = next(argv for argv in run.calls if "--exit-on-error" in argv)
-    assert "--no-owner" in restore and "--dbname=tracehub_verify_abc123" in restore
+    assert "--no-owner" in restore and "--dbname=tracehub_verify_16384_abc123" in restore
 
 
 def test_create_password_only_through_pgpass_never_in_commands_or_result(dest, bin_dir):
@@ -353,8 +356,8 @@ def test_create_restore_error_fails_and_drops_scratch(dest, bin_dir, restore):
     with pytest.raises(BackupError, match="Test restore"):
         _create(_request(dest, bin_dir), run=run, db=db)
 
-    assert ("create_scratch", "tracehub_verify_abc123") in db.calls
-    assert ("drop_scratch", "tracehub_verify_abc123") in db.calls
+    assert ("create_scratch", "tracehub_verify_16384_abc123") in db.calls
+    assert ("drop_scratch", "tracehub_verify_16384_abc123") in db.calls
     assert db.scratch == set()
     assert _files(dest) == []
 
@@ -602,3 +605,23 @@ def test_major_from_version_output_garbage_fails():
 def test_default_name_is_safe_and_utc():
     moment = datetime(2025, 3, 1, 13, 0, 0, tzinfo=UTC)
     assert default_name("staging", "trace hub/x", moment) == "staging-trace_hub_x-20250301T130000Z"
+
+
+def test_create_sweeps_leftovers_of_an_interrupted_backup(dest, bin_dir):
+    # Regression (fresh-eyes run): a backup killed during its test restore left a 38 MB .partial and a
+    # scratch database holding a full copy of production; the next run neither mentioned nor removed them.
+    dest.mkdir(mode=0o700, exist_ok=True)
+    stale = dest / "staging-tracehub-20250301T110000Z.dump.partial"
+    stale.write_bytes(b"PGDMP half")
+    other_env = dest / "production-tracehub-20250301T110000Z.dump.partial"
+    other_env.write_bytes(b"PGDMP other")
+    db = FakeDatabase()
+    db.scratch |= {"tracehub_verify_16384_dead", "tracehub_verify_99999_other_source"}
+
+    result = _create(_request(dest, bin_dir), db=db)
+
+    assert not stale.exists() and other_env.exists()
+    assert "tracehub_verify_16384_dead" not in db.scratch
+    assert "tracehub_verify_99999_other_source" in db.scratch
+    assert any("interrupted backup" in w and stale.name in w for w in result.warnings)
+    assert any("tracehub_verify_16384_dead" in w for w in result.warnings)
