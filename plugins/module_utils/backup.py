@@ -24,6 +24,7 @@ import re
 import secrets
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -154,6 +155,8 @@ class BackupResult:
     backup: dict[str, Any]
     commands: list[list[str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # Seconds per stage of a real run (dump_s, checksum_s, verify_s), for benchmarks; not in the module result.
+    timings: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """Module result keys."""
@@ -1018,6 +1021,7 @@ def _create(
             # Scratch names carry the source's oid, so that a later run can tell its own leftovers.
             token = _scratch_token_for(facts.database_oid, token)
         finished_files: list[Path] = []
+        timings: dict[str, float] = {}
         try:
             with pgpass_file(conn) as passfile:
                 env = conn.libpq_env(passfile)
@@ -1026,6 +1030,7 @@ def _create(
                     partial.mkdir(mode=0o700)  # pg_dump -Fd accepts an existing empty directory
                 else:
                     os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+                stage = time.perf_counter()
                 with db.snapshot(export=True) as snap:
                     manifest = _new_manifest(request, name, dump_path, started, facts, snap, pg_dump_version)
                     _run_checked(
@@ -1036,12 +1041,16 @@ def _create(
                         f"Backing up {where} to {partial}",
                         _DUMP_ERROR_MARKERS,
                     )
+                timings["dump_s"] = time.perf_counter() - stage
+                stage = time.perf_counter()
                 _restrict_dump(partial)
                 digest, size = sha256_path(partial)
                 if size == 0:
                     raise BackupError(f"Backing up {where} failed: pg_dump wrote an empty file.", path=str(partial))
                 manifest["sha256"], manifest["size_bytes"] = digest, size
                 verification = manifest["verification"]
+                timings["checksum_s"] = time.perf_counter() - stage
+                stage = time.perf_counter()
                 if pg_restore is not None:
                     listing = _run_checked(
                         run,
@@ -1059,6 +1068,7 @@ def _create(
                     )
                     verification["restore_ok"] = True
                     verification["restored_row_counts_match"] = True
+                timings["verify_s"] = time.perf_counter() - stage
                 finished = clock()
                 if request.verify != "none":
                     verification["verified_at"] = format_time(finished)
@@ -1088,4 +1098,5 @@ def _create(
         manifest | {"manifest_path": str(manifest_path)},
         commands,
         warnings,
+        {key: round(value, 3) for key, value in timings.items()},
     )
