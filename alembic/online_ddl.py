@@ -265,8 +265,8 @@ class Online:
     def blockers(self, table: str | None) -> list[dict[str, Any]]:
         """Sessions holding locks on ``table`` (else the oldest open transactions): who to blame."""
         query = (
-            "SELECT a.pid, coalesce(a.application_name, '') AS application_name, a.usename AS user, "
-            "a.state, extract(epoch FROM now() - a.xact_start)::int AS xact_age_s, "
+            "SELECT a.pid, coalesce(nullif(a.application_name, ''), a.backend_type) AS application_name, "
+            "a.usename AS user, a.state, extract(epoch FROM now() - a.xact_start)::int AS xact_age_s, "
             "left(regexp_replace(a.query, '[[:space:]]+', ' ', 'g'), 120) AS query, "
             "string_agg(DISTINCT l.mode, ',') AS modes "
             "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
@@ -274,8 +274,8 @@ class Online:
             "GROUP BY 1, 2, 3, 4, 5, 6 ORDER BY xact_age_s DESC NULLS LAST LIMIT 3"
         )
         fallback = (
-            "SELECT a.pid, coalesce(a.application_name, '') AS application_name, a.usename AS user, "
-            "a.state, extract(epoch FROM now() - a.xact_start)::int AS xact_age_s, "
+            "SELECT a.pid, coalesce(nullif(a.application_name, ''), a.backend_type) AS application_name, "
+            "a.usename AS user, a.state, extract(epoch FROM now() - a.xact_start)::int AS xact_age_s, "
             "left(regexp_replace(a.query, '[[:space:]]+', ' ', 'g'), 120) AS query, '' AS modes "
             "FROM pg_stat_activity a WHERE a.xact_start IS NOT NULL AND a.pid <> pg_backend_pid() "
             "AND a.datname = current_database() ORDER BY a.xact_start LIMIT 3"
