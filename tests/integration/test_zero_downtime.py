@@ -7,6 +7,9 @@ during the migration all owned by VIBOTAJ, the contract step, and the linter on 
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import threading
 import time
 import uuid
@@ -385,3 +388,60 @@ def test_lint_reads_pending_revisions_from_the_database(fresh_db):
     alembic_ops.migrate(fresh_db, ALEMBIC, "004")
     report = migration_lint.lint(fresh_db, ALEMBIC)
     assert report.revisions == ("005", "006") and report.passed
+
+
+# --- the migrate role's contract entry point (what playbooks/retire_blue.yml calls) ------------------------
+
+
+def test_migrate_role_contract_entry_point_removes_defaults_and_records(seeded, tmp_path):
+    alembic_ops.migrate(seeded, ALEMBIC, "006")
+    (tmp_path / "runs").mkdir()
+    host_vars = {
+        "ansible_connection": "local",
+        "ansible_python_interpreter": str(PROJECT_DIR / ".venv/bin/python"),
+        "tracehub_environment": "staging",
+        "db_host": seeded.host,
+        "db_port": seeded.port,
+        "db_name": seeded.dbname,
+        "db_user": seeded.user,
+        "tracehub_records_dir": str(tmp_path / "runs"),
+        "migrate_db_ssl_mode": "disable",
+    }
+    (tmp_path / "hosts.yml").write_text(json.dumps({"all": {"children": {"db": {"hosts": {"testdb": host_vars}}}}}))
+    secrets = tmp_path / "secrets.json"
+    secrets.write_text(json.dumps({"db_password": seeded.password}))
+    (tmp_path / "retire.yml").write_text(
+        "- name: Retire blue\n  hosts: db\n  gather_facts: false\n  tasks:\n"
+        "    - name: Contract the database\n      ansible.builtin.include_role:\n"
+        "        name: tracehub.deploy.migrate\n        tasks_from: contract\n"
+    )
+
+    def play() -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [
+                str(PROJECT_DIR / ".venv/bin/ansible-playbook"),
+                "-i",
+                str(tmp_path / "hosts.yml"),
+                str(tmp_path / "retire.yml"),
+                "-e",
+                f"@{secrets}",
+            ],
+            cwd=PROJECT_DIR,
+            env=dict(os.environ, ANSIBLE_CONFIG=str(PROJECT_DIR / "ansible.cfg"), ANSIBLE_NOCOLOR="1"),
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    first = play()
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "Contracted" in first.stdout and "changed=1" in first.stdout
+    assert seeded.password not in first.stdout + first.stderr
+    assert _defaults(seeded) == 0
+    again = play()
+    assert again.returncode == 0 and "changed=0" in again.stdout, again.stdout
+    (record,) = (tmp_path / "runs").glob("*.json")
+    phases = [p for p in json.loads(record.read_text())["phases"] if p["phase"] == "contract"]
+    assert [p["status"] for p in phases] == ["ok", "ok"]
+    assert phases[0]["data"]["steps"][0]["done"] == list(TENANT_TABLES)
