@@ -137,7 +137,7 @@ def test_cutover_unhealthy_green_is_refused_and_traffic_unchanged(stack):
     try:
         result = run_playbook(stack, "cutover.yml")
         assert result.returncode != 0
-        assert "Require every green instance to report healthy" in result.stdout
+        assert "Require every instance of the target colour to report healthy: green" in result.stdout
         assert stack.state()["active_colour"] == "blue"
         assert colours_seen(stack.lb_url()) == {"blue"}
     finally:
