@@ -201,3 +201,11 @@ def test_retire_blue_refuses_within_the_keep_window(stack):
     with pytest.raises(OSError):
         colour_of(f"http://127.0.0.1:{stack.blue_ports[0]}")
     assert colours_seen(stack.lb_url()) == {"green"}
+
+
+def test_maintenance_window_shows_the_page_then_serves_green(stack):
+    result = run_playbook(stack, "maintenance.yml", "-e", "migrate_backup_waiver=true")
+    assert result.returncode == 0, result.stdout[-4000:]
+    history = [(h["from"], h["to"]) for h in stack.state()["history"]]
+    assert history[-2:] == [(history[-2][0], "maintenance"), ("maintenance", "green")]
+    assert colours_seen(stack.lb_url()) == {"green"}
