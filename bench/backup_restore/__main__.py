@@ -65,8 +65,12 @@ def run_raw(argv: list[str], conn: ConnInfo) -> None:
         raise RuntimeError(f"{argv[0]} failed: {completed.stderr.strip()[-500:]}")
 
 
+SUPERUSER: ConnInfo | None = None
+
+
 def admin(conn: ConnInfo, statement: sql.Composable) -> None:
-    connection = connect(conn.with_db("postgres"))
+    # As the superuser: DROP ... WITH (FORCE) must also end autovacuum on a freshly restored database.
+    connection = connect(SUPERUSER or conn.with_db("postgres"))
     connection.autocommit = True
     try:
         with connection.cursor() as cur:
@@ -133,7 +137,9 @@ def measure_format(conn: ConnInfo, work: Path, fmt: str, jobs: int, repeat: int,
         drop(conn, "bench_raw")
 
         def raw_restore() -> None:
-            admin(conn, sql.SQL("CREATE DATABASE bench_raw TEMPLATE template0"))
+            admin(
+                conn, sql.SQL("CREATE DATABASE bench_raw TEMPLATE template0 OWNER {}").format(sql.Identifier(conn.user))
+            )
             run_raw(
                 [
                     pg_restore,
@@ -229,6 +235,10 @@ def main(argv: list[str] | None = None) -> int:
         server.start()
         wait_until_accepting(server)
         server.ensure_application_database("bench_source", APP_USER, APP_PASSWORD)
+        global SUPERUSER
+        SUPERUSER = ConnInfo(
+            host="127.0.0.1", port=server.port, user="postgres", password=server.superuser_password(), sslmode="disable"
+        )
         conn = ConnInfo(
             host="127.0.0.1",
             port=server.port,
