@@ -1,20 +1,22 @@
 """An open-loop load generator: steady requests (reads and writes) at a fixed rate through the load balancer.
 
-Open loop: requests are started on a fixed schedule whatever the latency, as real users do, so a stall shows
-as latency and errors instead of quietly lowering the rate. Each request uses a new connection
-(``Connection: close``): a client-side keepalive race at an nginx reload would otherwise be hidden by, or
-blamed on, client retries; here every failure counts. A request fails on a non-2xx answer or any connection
-error.
+Open loop: requests start on a fixed schedule whatever the latency, as real users do, so a stall shows as
+latency and errors instead of quietly lowering the rate. One asyncio event loop (in its own thread) drives
+every request, so the generator itself costs little CPU on a small machine; ``late_ms`` records how late each
+request started against its schedule, so a generator that cannot keep up is visible in the figures.
+
+Each request uses a new connection (``Connection: close``): a client-side keepalive race at an nginx reload
+would otherwise be hidden by, or blamed on, client retries; here every failure counts. A request fails on a
+non-2xx answer or any connection error.
 """
 
 from __future__ import annotations
 
-import http.client
+import asyncio
 import json
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from urllib.parse import urlsplit
 
@@ -29,7 +31,7 @@ class Sample:
     latency_ms: float
     colour: str | None
     error: str | None = None
-    # How late the request started after its scheduled moment (the client's own queueing).
+    # How late the request started after its scheduled moment (the generator's own lag).
     late_ms: float = 0.0
 
     @property
@@ -49,6 +51,40 @@ MIX = (
 )
 
 
+class HttpError(Exception):
+    """The answer could not be read as HTTP."""
+
+
+def _decode_chunked(body: bytes) -> bytes:
+    out = bytearray()
+    while body:
+        size_line, _, rest = body.partition(b"\r\n")
+        size = int(size_line.split(b";")[0] or b"0", 16)
+        if size == 0:
+            break
+        out += rest[:size]
+        body = rest[size + 2 :]
+    return bytes(out)
+
+
+def parse_response(data: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Status, lower-cased headers and body of a complete HTTP/1.1 answer read until the server closed."""
+    head, sep, body = data.partition(b"\r\n\r\n")
+    if not sep:
+        raise HttpError(f"incomplete answer ({len(data)} bytes)")
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[1].isdigit():
+        raise HttpError(f"bad status line {lines[0]!r}")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        body = _decode_chunked(body)
+    return int(parts[1]), headers, body
+
+
 @dataclass
 class LoadGenerator:
     """Sends ``rate`` requests per second to ``base_url`` until ``stop()``; collects ``samples``."""
@@ -56,7 +92,6 @@ class LoadGenerator:
     base_url: str
     rate: float = 200.0
     headers: dict[str, str] = field(default_factory=dict)
-    workers: int = 64
     timeout: float = 10.0
     samples: list[Sample] = field(default_factory=list)
 
@@ -73,100 +108,105 @@ class LoadGenerator:
         self.started_wall = 0.0
         self.scheduled = 0
 
-    def _request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict, str | None]:
-        connection = http.client.HTTPConnection(self._host, self._port, timeout=self.timeout)
+    async def _request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict, str | None]:
+        payload = json.dumps(body).encode() if body is not None else b""
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self._host}:{self._port}", "Connection: close"]
+        lines += [f"{name}: {value}" for name, value in self.headers.items()]
+        if body is not None:
+            lines += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
+        reader, writer = await asyncio.open_connection(self._host, self._port)
         try:
-            payload = json.dumps(body).encode() if body is not None else None
-            headers = dict(self.headers) | {"Connection": "close"}
-            if payload is not None:
-                headers["Content-Type"] = "application/json"
-            connection.request(method, path, body=payload, headers=headers)
-            response = connection.getresponse()
-            data = response.read()
-            parsed = {}
-            if data and response.getheader("Content-Type", "").startswith("application/json"):
-                try:
-                    parsed = json.loads(data)
-                except ValueError:
-                    parsed = {}
-            return response.status, parsed, response.getheader("X-TraceHub-Colour")
+            writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + payload)
+            await writer.drain()
+            data = await reader.read(-1)
         finally:
-            connection.close()
+            writer.close()
+        status, headers, raw = parse_response(data)
+        parsed: dict = {}
+        if raw and headers.get("content-type", "").startswith("application/json"):
+            try:
+                parsed = json.loads(raw)
+            except ValueError:
+                parsed = {}
+        return status, parsed, headers.get("x-tracehub-colour")
 
-    def _one(self, kind: str, t: float) -> None:
+    async def _one(self, kind: str, due: float) -> None:
         started = time.monotonic()
-        late_ms = round((started - self.started_at - t) * 1000, 2)
+        late_ms = round((started - self.started_at - due) * 1000, 2)
         status = colour = error = None
         try:
-            status, body, colour = self._call(kind)
-            if status is not None and not 200 <= status < 300:
+            status, body, colour = await asyncio.wait_for(self._call(kind), self.timeout)
+            if not 200 <= status < 300:
                 error = f"HTTP {status}: {str(body.get('error', ''))[:120]}"
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, HttpError, TimeoutError) as exc:
             error = f"{type(exc).__name__}: {exc}"
+        t = round(started - self.started_at, 4)
         sample = Sample(t, kind, status, round((time.monotonic() - started) * 1000, 2), colour, error, late_ms)
         with self._lock:
             self.samples.append(sample)
 
     def _shipment_id(self) -> str | None:
         with self._lock:
-            return (
-                self._known_ids[-1 - (len(self.samples) % max(1, min(len(self._known_ids), 50)))]
-                if self._known_ids
-                else None
-            )
+            if not self._known_ids:
+                return None
+            return self._known_ids[-1 - (len(self.samples) % min(len(self._known_ids), 50))]
 
-    def _call(self, kind: str) -> tuple[int, dict, str | None]:
+    async def _call(self, kind: str) -> tuple[int, dict, str | None]:
         shipment = self._shipment_id()
         if kind in ("get_shipment", "list_events", "create_event") and shipment is None:
             kind = "list_shipments"
         if kind == "list_shipments":
-            status, body, colour = self._request("GET", "/api/shipments?limit=5")
+            status, body, colour = await self._request("GET", "/api/shipments?limit=5")
             ids = [s["id"] for s in body.get("shipments", [])] if status == 200 else []
             if ids:
                 with self._lock:
                     self._known_ids = (self._known_ids + ids)[-200:]
             return status, body, colour
         if kind == "health":
-            return self._request("GET", "/health")
+            return await self._request("GET", "/health")
         if kind == "get_shipment":
-            return self._request("GET", f"/api/shipments/{shipment}")
+            return await self._request("GET", f"/api/shipments/{shipment}")
         if kind == "list_events":
-            return self._request("GET", f"/api/shipments/{shipment}/events?limit=5")
+            return await self._request("GET", f"/api/shipments/{shipment}/events?limit=5")
         if kind == "create_shipment":
             ref = f"BENCH-{uuid.uuid4().hex[:16]}"
-            status, body, colour = self._request("POST", "/api/shipments", {"reference": ref, "vessel_name": "bench"})
+            status, body, colour = await self._request(
+                "POST", "/api/shipments", {"reference": ref, "vessel_name": "bench"}
+            )
             if status == 201 and body.get("id"):
                 with self._lock:
                     self._known_ids.append(body["id"])
             return status, body, colour
-        return self._request(
+        return await self._request(
             "POST", f"/api/shipments/{shipment}/events", {"event_status": "GATE_IN", "location_name": "bench"}
         )
 
-    def _loop(self) -> None:
+    async def _main(self) -> None:
         interval = 1.0 / self.rate
-        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="load")
+        pending: set[asyncio.Task] = set()
         n = 0
-        try:
-            while not self._stop.is_set():
-                due = self.started_at + n * interval
-                delay = due - time.monotonic()
-                if delay > 0:
-                    time.sleep(delay)
-                pool.submit(self._one, self._schedule[n % len(self._schedule)], round(due - self.started_at, 4))
-                n += 1
-        finally:
-            # Requests still queued in the client were never sent: drop them; in-flight ones finish.
-            pool.shutdown(wait=True, cancel_futures=True)
-            self.scheduled = n
+        while not self._stop.is_set():
+            due = n * interval
+            delay = self.started_at + due - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            task = asyncio.create_task(self._one(self._schedule[n % len(self._schedule)], due))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            n += 1
+        self.scheduled = n
+        if pending:
+            await asyncio.wait(pending, timeout=self.timeout + 5)
 
     def start(self) -> None:
+        """Start sending in a background thread."""
         self.started_at = time.monotonic()
         self.started_wall = time.time()
-        self._thread = threading.Thread(target=self._loop, name="load-scheduler", daemon=True)
+        self._thread = threading.Thread(target=asyncio.run, args=(self._main(),), name="load", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
+        """Stop scheduling; requests in flight finish (at most ``timeout`` seconds)."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
