@@ -531,6 +531,25 @@ class Online:
         )
         return done
 
+    def vacuum(self, table: str) -> None:
+        """``VACUUM (ANALYZE)`` after a backfill: clears its dead rows and refreshes statistics.
+
+        It only takes SHARE UPDATE EXCLUSIVE (reads and writes go on), and it pre-empts the autovacuum the
+        backfill would trigger: an autovacuum worker holds that same lock, which the next revision's brief
+        ALTER TABLEs would otherwise keep timing out on (autovacuum only yields to waits of deadlock_timeout).
+        An optimisation: when it cannot run, the migration goes on.
+        """
+        if self.offline:
+            self._raw(f"VACUUM (ANALYZE) {table}")
+            return
+        started = self._clock()
+        try:
+            self._raw(f"VACUUM (ANALYZE) {table}")
+        except Exception as exc:
+            self.progress({"event": "vacuum_skipped", "table": table, "cause": _first_line(exc)}, force=True)
+            return
+        self.progress({"event": "vacuum", "table": table, "elapsed_s": round(self._clock() - started, 3)}, force=True)
+
     def _pause(self) -> None:
         pause = float(self.settings["batch_pause"])
         if pause > 0:
@@ -547,6 +566,12 @@ def describe_blockers(blockers: list[dict[str, Any]]) -> str:
         return "a session that is no longer visible (it may have just finished)"
     parts = []
     for b in blockers:
+        if b.get("user") is None and b.get("application_name") is None:
+            parts.append(
+                f"pid {b['pid']} (a session this role may not inspect, such as an autovacuum worker or another "
+                f"role's client; holding {b.get('modes') or 'a lock'}; grant pg_read_all_stats to see it)"
+            )
+            continue
         age = f", transaction open {b['xact_age_s']} s" if b.get("xact_age_s") is not None else ""
         modes = f", holding {b['modes']}" if b.get("modes") else ""
         parts.append(

@@ -17,6 +17,8 @@ Online, while v1.2 keeps writing (alembic/online_ddl.py):
 2. the existing rows are claimed in batches with a commit after each (``batch_size`` rows, optional
    ``batch_pause``), so v1.2's updates wait for one batch at most; only rows still without an organization
    are touched, so an interrupted backfill resumes where it stopped; progress (rows, rate, ETA) is reported;
+   each backfilled table is then ``VACUUM (ANALYZE)``d (no lock on reads or writes), so that no autovacuum
+   holds it when 006 needs its brief locks;
 3. the memberships are added.
 """
 
@@ -114,9 +116,11 @@ def upgrade() -> None:
                     ),
                 )
         for table in TENANT_TABLES:
-            online.backfill(
+            changed = online.backfill(
                 table, "organization_id = CAST(:org AS uuid)", "organization_id IS NULL", org=VIBOTAJ_ORG_ID
             )
+            if online.offline or changed:
+                online.vacuum(table)  # the backfill's dead rows, before autovacuum holds the table against 006
         online.unit(
             "give every user an active VIBOTAJ membership",
             "org_memberships",
