@@ -77,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
         steps.append(_run_step(stack, "serve_blue", "serve_blue.yml", "-e", f"tracehub_run_id={run_id}"))
         if steps[-1]["rc"] != 0:
             return 2
-        load = LoadGenerator(stack.lb_url(), rate=args.rate, headers={"X-TraceHub-User": SMOKE_USER})
+        load = LoadGenerator(
+            stack.lb_url(), rate=args.rate, headers={"X-TraceHub-User": SMOKE_USER}, max_in_flight=args.max_in_flight
+        )
         load.start()
         print(f"Load: {args.rate:g} req/s through {stack.lb_url()}", flush=True)
         time.sleep(args.settle)
@@ -121,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
             rate=args.rate,
         )
         report["summary"]["scheduled"] = load.scheduled
+        report["summary"]["dropped"] = len(load.dropped)
+        report["dropped_at"] = load.dropped
         stamp = time.strftime("%Y%m%dT%H%M%S")
         json_path = out_dir / f"cutover-{stamp}.json"
         json_path.write_text(json.dumps(report, indent=2))
@@ -168,6 +172,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=200.0, help="requests per second (default 200)")
     parser.add_argument("--min-requests", type=int, default=10_000, help="keep the load on until this many")
+    parser.add_argument(
+        "--max-in-flight", type=int, default=128, help="open requests at most; beyond, a request is dropped"
+    )
     parser.add_argument("--settle", type=float, default=10.0, help="seconds of load before, between and after")
     parser.add_argument("--monitor-seconds", type=float, default=15.0, help="cutover monitoring window")
     parser.add_argument("--instances", type=int, default=2, help="app instances per colour")

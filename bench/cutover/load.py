@@ -1,9 +1,12 @@
 """An open-loop load generator: steady requests (reads and writes) at a fixed rate through the load balancer.
 
-Open loop: requests start on a fixed schedule whatever the latency, as real users do, so a stall shows as
-latency and errors instead of quietly lowering the rate. One asyncio event loop (in its own thread) drives
-every request, so the generator itself costs little CPU on a small machine; ``late_ms`` records how late each
-request started against its schedule, so a generator that cannot keep up is visible in the figures.
+Constant arrival rate, like k6's ``constant-arrival-rate`` executor: requests start on a fixed schedule
+whatever the latency, so a stall shows as latency instead of quietly lowering the rate, with at most
+``max_in_flight`` requests open at once (a finite set of users). A request whose moment comes while all of
+them are busy is not sent and is counted as ``dropped`` (k6's dropped_iterations): that measures the
+machine's capacity, not a failure of the switch, and the report shows it separately. One asyncio event loop
+(in its own thread) drives every request, so the generator itself costs little CPU; ``late_ms`` records how
+late each request started against its schedule.
 
 Each request uses a new connection (``Connection: close``): a client-side keepalive race at an nginx reload
 would otherwise be hidden by, or blamed on, client retries; here every failure counts. A request fails on a
@@ -93,6 +96,7 @@ class LoadGenerator:
     rate: float = 200.0
     headers: dict[str, str] = field(default_factory=dict)
     timeout: float = 10.0
+    max_in_flight: int = 128
     samples: list[Sample] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -107,6 +111,7 @@ class LoadGenerator:
         self.started_at = 0.0
         self.started_wall = 0.0
         self.scheduled = 0
+        self.dropped: list[float] = []
 
     async def _request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict, str | None]:
         payload = json.dumps(body).encode() if body is not None else b""
@@ -190,9 +195,12 @@ class LoadGenerator:
             delay = self.started_at + due - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            task = asyncio.create_task(self._one(self._schedule[n % len(self._schedule)], due))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
+            if len(pending) >= self.max_in_flight:
+                self.dropped.append(round(due, 4))
+            else:
+                task = asyncio.create_task(self._one(self._schedule[n % len(self._schedule)], due))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
             n += 1
         self.scheduled = n
         if pending:

@@ -101,6 +101,10 @@ def print_table(report: dict[str, Any]) -> None:
     rows = [
         ("requests sent", f"{s['requests']:,}"),
         ("failed (non-2xx or connection error)", f"{s['failed']:,}"),
+        (
+            "dropped (all users busy, not sent)",
+            f"{s.get('dropped', 0):,} of {s.get('scheduled', s['requests']):,} scheduled",
+        ),
         ("target rate", f"{s['target_rate']:g} req/s"),
         ("measured throughput", f"{s['throughput_rps']} req/s over {s['duration_s']} s"),
         ("latency p50 / p95 / p99 / max", f"{lat['p50']} / {lat['p95']} / {lat['p99']} / {lat['max']} ms"),
