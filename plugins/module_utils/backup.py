@@ -36,6 +36,7 @@ from ansible_collections.tracehub.deploy.plugins.module_utils.errors import Back
 from ansible_collections.tracehub.deploy.plugins.module_utils.pg import (
     ConnInfo,
     connect,
+    drop_database,
     operation_lock,
     pgpass_file,
     table_row_counts,
@@ -239,7 +240,6 @@ class PgDatabase:
 
     def __init__(self, conn: ConnInfo) -> None:
         self.conn = conn
-        self._server_version_num = 0
 
     def lock(self, operation: str) -> AbstractContextManager[Any]:
         """The shared per-database operation lock (see ``pg.operation_lock``)."""
@@ -265,7 +265,6 @@ class PgDatabase:
             connection.rollback()
         finally:
             connection.close()
-        self._server_version_num = int(num)
         return ServerFacts(int(num), str(text), revision, int(oid), counts)
 
     @contextlib.contextmanager
@@ -318,15 +317,15 @@ class PgDatabase:
             connection.close()
 
     def drop_scratch(self, name: str) -> None:
-        """``DROP DATABASE IF EXISTS ... WITH (FORCE)`` (plain DROP before PostgreSQL 13)."""
+        """Drop the scratch database, ending the sessions this role may end (never ``WITH (FORCE)``).
+
+        FORCE raises for a non-superuser while autovacuum works on the freshly restored scratch, which left
+        scratch copies of the data behind.
+        """
         connection = self._connect("verify cleanup")
         connection.autocommit = True
         try:
-            with connection.cursor() as cur:
-                if self._server_version_num and self._server_version_num < 130000:
-                    cur.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-                else:
-                    cur.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            drop_database(connection, name)
         except psycopg2.Error as exc:
             raise BackupError(
                 f"Dropping the scratch database {name} failed: {str(exc).strip()}. Drop it by hand.",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -248,3 +249,31 @@ def table_row_counts(connection: Any, schema: str = "public") -> dict[str, int]:
             cur.execute(sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table)))
             counts[table] = int(cur.fetchone()[0])
     return counts
+
+
+# Client sessions the connected role may terminate. Other backends (autovacuum on a freshly restored database,
+# other roles' sessions without pg_signal_backend) make pg_terminate_backend and DROP ... WITH (FORCE) raise for
+# a non-superuser; RENAME and plain DROP DATABASE stop autovacuum workers by themselves.
+TERMINATE_SESSIONS_SQL = (
+    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+    "WHERE datname = ANY(%s) AND pid <> pg_backend_pid() AND NOT (pid = ANY(%s)) "
+    "AND backend_type = 'client backend' "
+    "AND (pg_has_role(usesysid, 'MEMBER') OR pg_has_role('pg_signal_backend', 'MEMBER'))"
+)
+
+
+def drop_database(connection: Any, name: str, attempts: int = 10) -> None:
+    """Terminate the sessions this role may end, then ``DROP DATABASE IF EXISTS``, retried while in use.
+
+    ``connection`` is an autocommit connection to another database of the same server.
+    """
+    for attempt in range(attempts):
+        with connection.cursor() as cur:
+            try:
+                cur.execute(TERMINATE_SESSIONS_SQL, ([name], []))
+                cur.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+                return
+            except psycopg2.errors.ObjectInUse:
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.2 * (attempt + 1))

@@ -47,8 +47,10 @@ from typing import Any
 from ansible_collections.tracehub.deploy.plugins.module_utils import backup
 from ansible_collections.tracehub.deploy.plugins.module_utils.errors import BackupError, DeployError, RestoreError
 from ansible_collections.tracehub.deploy.plugins.module_utils.pg import (
+    TERMINATE_SESSIONS_SQL,
     ConnInfo,
     connect,
+    drop_database,
     operation_lock,
     pgpass_file,
     table_row_counts,
@@ -75,15 +77,6 @@ _PG_IDENT_MAX = 63
 _VERSION_TEXT_RE = re.compile(r"^\s*(\d+)(?:\.(\d+))?")
 _EXTENSION_RE = re.compile(r"^\d+;\s+\d+\s+\d+\s+EXTENSION\s+-\s+(\S+)", re.MULTILINE)
 _SWAP_ATTEMPTS = 10
-# Client sessions this role may terminate. Other backends (autovacuum on a freshly restored database, other
-# roles' sessions without pg_signal_backend) make pg_terminate_backend and DROP ... WITH (FORCE) raise for a
-# non-superuser; RENAME and plain DROP DATABASE stop autovacuum workers by themselves.
-_TERMINATE_SQL = (
-    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-    "WHERE datname = ANY(%s) AND pid <> pg_backend_pid() AND NOT (pid = ANY(%s)) "
-    "AND backend_type = 'client backend' "
-    "AND (pg_has_role(usesysid, 'MEMBER') OR pg_has_role('pg_signal_backend', 'MEMBER'))"
-)
 SAFETY_INFIX = "-pre-restore-"
 _SAFETY_RE = re.compile(re.escape(SAFETY_INFIX) + r"[0-9a-f]{6}$")
 
@@ -423,18 +416,8 @@ class PgRestoreTarget:
 
     def drop_database(self, name: str) -> None:
         """Terminate the sessions this role may end, then ``DROP DATABASE IF EXISTS`` (retried while in use)."""
-        last: Exception | None = None
-        for attempt in range(_SWAP_ATTEMPTS):
-            with self._admin("cleanup") as connection, connection.cursor() as cur:
-                try:
-                    cur.execute(_TERMINATE_SQL, ([name], []))
-                    cur.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
-                    return
-                except psycopg2.errors.ObjectInUse as exc:
-                    last = exc
-                    time.sleep(0.2 * (attempt + 1))
-        assert last is not None
-        raise last
+        with self._admin("cleanup") as connection:
+            drop_database(connection, name, attempts=_SWAP_ATTEMPTS)
 
     def comment(self, name: str, text: str) -> None:
         """``COMMENT ON DATABASE``: the marker of the backup it holds."""
@@ -451,7 +434,7 @@ class PgRestoreTarget:
             lock_pid = int(cur.fetchone()[0])
         with self._admin("close") as connection, connection.cursor() as cur:
             cur.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(dbname)))
-            cur.execute(_TERMINATE_SQL, ([dbname], [lock_pid]))
+            cur.execute(TERMINATE_SESSIONS_SQL, ([dbname], [lock_pid]))
             return int(cur.fetchone()[0])
 
     def allow_connections(self, name: str) -> None:
@@ -471,7 +454,7 @@ class PgRestoreTarget:
                 try:
                     with connection.cursor() as cur:
                         if live is not None and old is not None:
-                            cur.execute(_TERMINATE_SQL, ([live, scratch], []))
+                            cur.execute(TERMINATE_SESSIONS_SQL, ([live, scratch], []))
                             cur.execute(
                                 sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
                                     sql.Identifier(live), sql.Identifier(old)
