@@ -445,3 +445,22 @@ def test_migrate_role_contract_entry_point_removes_defaults_and_records(seeded, 
     phases = [p for p in json.loads(record.read_text())["phases"] if p["phase"] == "contract"]
     assert [p["status"] for p in phases] == ["ok", "ok"]
     assert phases[0]["data"]["steps"][0]["done"] == list(TENANT_TABLES)
+
+
+# --- the benchmark's smoke mode, so that it cannot rot -----------------------------------------------------
+
+
+def test_bench_zero_downtime_smoke_project_completes_baseline_refused(tmp_path):
+    pytest.importorskip("matplotlib")
+    from bench.zero_downtime.__main__ import main
+
+    # 1 would only mean a latency target missed on a loaded machine; 2 is a crash.
+    assert main(["--smoke", "--out", str(tmp_path), "--attempts", "1"]) in (0, 1)
+
+    result = json.loads((tmp_path / "result.json").read_text())
+    project, baseline = result["results"]
+    assert project["chain_completed"] and project["lost_writes"] == 0 and project["unowned_writes"] == 0
+    assert project["whole_run"]["failed"] == 0 and project["during_migration"]["writes"] > 0
+    assert not baseline["chain_completed"] and baseline["failures"]
+    assert (tmp_path / "latency.png").stat().st_size > 10_000
+    assert "chain 002 -> 006" in (tmp_path / "table.txt").read_text()
