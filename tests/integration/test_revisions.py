@@ -343,7 +343,9 @@ def test_revision_006_tenant_row_without_organization_refused(seeded_db):
         "INSERT INTO products (shipment_id, name, organization_id) SELECT id, 'Cocoa beans (late entry)', NULL "
         "FROM shipments ORDER BY reference LIMIT 2",
     )
-    _execute(seeded_db, "INSERT INTO audit_logs (action, resource_type, organization_id) VALUES ('login', 'user', NULL)")
+    _execute(
+        seeded_db, "INSERT INTO audit_logs (action, resource_type, organization_id) VALUES ('login', 'user', NULL)"
+    )
 
     with pytest.raises(RuntimeError, match=r"Cannot apply revision 006: 3 tenant rows .*products: 2, audit_logs: 1"):
         command.upgrade(config, "006")
