@@ -26,6 +26,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -134,13 +135,17 @@ class ServerFacts:
     alembic_revision: str | None
     # Which database this is: a database dropped and recreated under the same name gets a new oid.
     database_oid: int | None = None
-    # Exact row counts now; a backup is only reused while the data it holds is still the data there is.
-    row_counts: dict[str, int] | None = None
+    # Tables pg_dump would dump but the connected role may not read: refused before dumping, not midway.
+    unreadable_tables: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class SnapshotFacts:
-    """What the dump will contain, read inside the snapshot that pg_dump imports."""
+    """What the dump will contain, read inside the snapshot that pg_dump imports.
+
+    ``row_counts`` may be filled while the snapshot context is open (``PgDatabase`` counts beside pg_dump):
+    read it once the context has exited.
+    """
 
     snapshot: str | None
     alembic_revision: str | None
@@ -209,7 +214,8 @@ class Database(Protocol):
         """Server version and Alembic revision."""
 
     def snapshot(self, export: bool) -> AbstractContextManager[SnapshotFacts]:
-        """A read-only repeatable-read transaction, exported for pg_dump when ``export``."""
+        """A read-only repeatable-read transaction, exported for pg_dump when ``export``; its row counts are
+        complete when the context exits."""
 
     def create_scratch(self, name: str) -> None:
         """Create an empty database for the test restore."""
@@ -222,6 +228,14 @@ class Database(Protocol):
 
     def row_counts(self, dbname: str) -> dict[str, int]:
         """Exact row counts of every public table of ``dbname`` on the same server."""
+
+
+# The tables of every schema pg_dump dumps by default that the connected role has no SELECT privilege on.
+_UNREADABLE_TABLES_SQL = (
+    "SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE c.relkind IN ('r', 'p') AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_' "
+    "AND NOT has_table_privilege(c.oid, 'SELECT') ORDER BY 1"
+)
 
 
 def _alembic_revision(connection: Any) -> str | None:
@@ -250,7 +264,11 @@ class PgDatabase:
         return connect(target.with_application_name(f"{self.conn.application_name} ({suffix})"))
 
     def probe(self) -> ServerFacts:
-        """Server version and Alembic revision, from a short read-only session."""
+        """Server version, Alembic revision and database oid, from a short read-only session.
+
+        No row counts: counting every table costs as much as a good part of the dump, and only a reuse
+        candidate needs them (``_reusable`` asks ``row_counts`` then).
+        """
         connection = self._connect("probe")
         try:
             connection.set_session(readonly=True)
@@ -260,16 +278,22 @@ class PgDatabase:
                     "(SELECT oid::bigint FROM pg_database WHERE datname = current_database())"
                 )
                 num, text, oid = cur.fetchone()
+                cur.execute(_UNREADABLE_TABLES_SQL)
+                unreadable = tuple(row[0] for row in cur.fetchall())
             revision = _alembic_revision(connection)
-            counts = table_row_counts(connection)
             connection.rollback()
         finally:
             connection.close()
-        return ServerFacts(int(num), str(text), revision, int(oid), counts)
+        return ServerFacts(int(num), str(text), revision, int(oid), unreadable)
 
     @contextlib.contextmanager
     def snapshot(self, export: bool) -> Iterator[SnapshotFacts]:
-        """Export a snapshot, read the revision and exact row counts in it; hold it open for pg_dump."""
+        """Export a snapshot and read the revision in it; hold it open for pg_dump while counting its rows.
+
+        The exporting connection would sit idle while pg_dump runs: counting every table on it meanwhile, in
+        a thread, takes the exact counts off the backup's wall time instead of adding them before the dump.
+        ``row_counts`` is complete once the context has exited; a failure inside the context cancels the count.
+        """
         connection = self._connect("snapshot")
         try:
             connection.set_session(isolation_level="REPEATABLE READ", readonly=True)
@@ -278,9 +302,17 @@ class PgDatabase:
                 with connection.cursor() as cur:
                     cur.execute("SELECT pg_export_snapshot()")
                     snapshot_id = str(cur.fetchone()[0])
-            revision = _alembic_revision(connection)
-            counts = table_row_counts(connection)
-            yield SnapshotFacts(snapshot_id, revision, counts)
+            facts = SnapshotFacts(snapshot_id, _alembic_revision(connection), {})
+            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="snapshot-row-counts") as worker:
+                counting = worker.submit(table_row_counts, connection)
+                try:
+                    yield facts
+                except BaseException:
+                    connection.cancel()  # the dump failed: its counts are not needed
+                    with contextlib.suppress(Exception):
+                        counting.result()
+                    raise
+            facts.row_counts.update(counting.result())
         finally:
             with contextlib.suppress(Exception):
                 connection.rollback()
@@ -350,7 +382,7 @@ class PgDatabase:
 
     def row_counts(self, dbname: str) -> dict[str, int]:
         """Exact row counts of ``dbname``'s public tables."""
-        connection = self._connect("verify counts", dbname)
+        connection = self._connect("row counts", dbname)
         try:
             connection.set_session(readonly=True)
             return table_row_counts(connection)
@@ -762,9 +794,18 @@ def _check_client_versions(
 
 
 def _reusable(
-    request: BackupRequest, name: str | None, facts: ServerFacts, now: datetime
+    request: BackupRequest,
+    name: str | None,
+    facts: ServerFacts,
+    now: datetime,
+    live_row_counts: Callable[[], dict[str, int]],
 ) -> tuple[dict[str, Any] | None, str]:
-    """A backup that makes this run unnecessary, and why (or why not)."""
+    """A backup that makes this run unnecessary, and why (or why not).
+
+    A backup is only reused while the data it holds is still the data there is: ``live_row_counts`` (exact
+    counts of the live database, taken at most once) is called only for a candidate that passed every cheaper
+    test, so a run that will dump anyway never pays for counting.
+    """
     if request.force:
         return None, "force is set"
     conn = request.conn
@@ -790,13 +831,18 @@ def _reusable(
         return manifest, f"backup {name} already exists and is verified"
     if request.max_age is None:
         return None, "no max_age given"
+    counts: dict[str, int] | None = None
     for manifest in list_backups(request.dest, request.environment, conn.dbname).backups:
         if not manifest["verified"] or manifest["alembic_revision"] != facts.alembic_revision:
             continue
-        if manifest.get("database_oid") != facts.database_oid or manifest.get("row_counts") != facts.row_counts:
-            continue  # another incarnation of the database, or its data moved on since
+        if manifest.get("database_oid") != facts.database_oid:
+            continue  # another incarnation of the database
         if age_seconds(manifest, now) > request.max_age:
             break  # newest first: every later one is older still
+        if counts is None:
+            counts = live_row_counts()
+        if manifest.get("row_counts") != counts:
+            continue  # the data moved on since
         if verify_existing(manifest, list_archive=False).ok:
             return manifest, (
                 f"verified backup {manifest['name']} is younger than max_age and holds the same revision and row counts"
@@ -980,9 +1026,17 @@ def _create(
     lock = contextlib.nullcontext() if dry_run else db.lock(LOCK_OPERATION)
     with lock:
         facts = db.probe()
+        if facts.unreadable_tables:
+            tables = ", ".join(facts.unreadable_tables)
+            raise BackupError(
+                f"Backing up {where} refused before dumping: the role {conn.user!r} has no SELECT privilege on "
+                f"{tables}, so pg_dump would fail on it. Grant it (GRANT SELECT ON <table> TO {conn.user}) or back "
+                "up as a role that can read every table.",
+                unreadable_tables=list(facts.unreadable_tables),
+            )
         pg_dump_version = _check_client_versions(run, pg_dump, pg_restore, facts, commands, where)
         started = clock()
-        reused, reason = _reusable(request, request.name, facts, started)
+        reused, reason = _reusable(request, request.name, facts, started, lambda: db.row_counts(conn.dbname))
         if reused is not None:
             return BackupResult(
                 False,
@@ -999,7 +1053,8 @@ def _create(
 
         if dry_run:
             with db.snapshot(export=False) as snap:
-                manifest = _new_manifest(request, name, dump_path, started, facts, snap, pg_dump_version)
+                pass
+            manifest = _new_manifest(request, name, dump_path, started, facts, snap, pg_dump_version)
             commands.append(dump_argv(pg_dump, conn, partial, SNAPSHOT_PLACEHOLDER, request.format, request.jobs))
             if pg_restore is not None:
                 commands.append(list_argv(pg_restore, partial))
@@ -1031,7 +1086,6 @@ def _create(
                     os.close(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
                 stage = time.perf_counter()
                 with db.snapshot(export=True) as snap:
-                    manifest = _new_manifest(request, name, dump_path, started, facts, snap, pg_dump_version)
                     _run_checked(
                         run,
                         dump_argv(pg_dump, conn, partial, snap.snapshot, request.format, request.jobs),
@@ -1040,6 +1094,7 @@ def _create(
                         f"Backing up {where} to {partial}",
                         _DUMP_ERROR_MARKERS,
                     )
+                manifest = _new_manifest(request, name, dump_path, started, facts, snap, pg_dump_version)
                 timings["dump_s"] = time.perf_counter() - stage
                 stage = time.perf_counter()
                 _restrict_dump(partial)

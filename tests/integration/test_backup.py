@@ -252,8 +252,16 @@ def test_create_unreadable_table_fails_before_dumping(source_db, tmp_path, pg_se
     _as_superuser(pg_server, source_db.dbname, "CREATE TABLE secrets (x int); REVOKE ALL ON secrets FROM PUBLIC")
     dest = tmp_path / "backups"
 
-    with pytest.raises(BackupError, match="permission denied for table secrets"):
-        create(_request(source_db, dest), run=subprocess_runner)
+    ran: list[list[str]] = []
+
+    def run(argv, env):
+        ran.append(list(argv))
+        return subprocess_runner(argv, env)
+
+    with pytest.raises(BackupError, match=r"refused before dumping: .* no SELECT privilege on public\.secrets"):
+        create(_request(source_db, dest), run=run)
+
+    assert not any(Path(argv[0]).name == "pg_dump" and "--version" not in argv for argv in ran)
 
     assert not dest.exists() or list(dest.iterdir()) == []
 

@@ -46,7 +46,7 @@ class FakeDatabase:
         self, version_num=150004, version="15.4", revision="002", counts=None, restored=None, lock_error=None, oid=16384
     ):
         self.counts = dict(COUNTS if counts is None else counts)
-        self.facts = ServerFacts(version_num, version, revision, oid, dict(self.counts))
+        self.facts = ServerFacts(version_num, version, revision, oid)
         self.restored = restored
         self.lock_error = lock_error
         self.calls: list[tuple[str, ...]] = []
@@ -434,6 +434,21 @@ def test_create_check_mode_old_pg_dump_still_refused(dest, bin_dir):
         _create(_request(dest, bin_dir), db=FakeDatabase(version_num=160002), dry_run=True)
 
 
+def test_create_unreadable_tables_refused_before_dumping(dest, bin_dir):
+    db = FakeDatabase()
+    db.facts = replace(db.facts, unreadable_tables=("public.secrets", "audit.trail"))
+    run = FakeRun()
+    with pytest.raises(
+        BackupError,
+        match=r"refused before dumping: .*'app' has no SELECT privilege on public\.secrets, "
+        r"audit\.trail.*GRANT SELECT",
+    ) as caught:
+        _create(_request(dest, bin_dir), run=run, db=db)
+    assert caught.value.details["unreadable_tables"] == ["public.secrets", "audit.trail"]
+    assert not run.ran("--format=custom")
+    assert _files(dest) == []
+
+
 # --- reuse (idempotency) ---
 
 
@@ -468,6 +483,28 @@ def test_create_no_reuse_takes_new_backup(dest, bin_dir, overrides, db_kwargs, m
     result = _create(_request(dest, bin_dir, **overrides), db=FakeDatabase(**db_kwargs), clock=lambda: later)
     assert result.changed is True
     assert len(_files(dest)) == 4
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"force": True, "max_age": 3600}, {"max_age": 3600}],
+    ids=["no max_age", "forced", "no candidate"],
+)
+def test_create_without_reuse_candidate_counts_live_rows_only_in_the_snapshot(dest, bin_dir, overrides):
+    # Counting every table of the live database costs a good part of a dump: only a reuse candidate needs it.
+    db = FakeDatabase()
+    result = _create(_request(dest, bin_dir, **overrides), db=db)
+    assert result.changed is True
+    assert ("row_counts", CONN.dbname) not in db.calls
+
+
+def test_create_counts_live_rows_once_for_several_candidates(dest, bin_dir):
+    _create(_request(dest, bin_dir, name="first"))
+    _create(_request(dest, bin_dir, name="second"), clock=lambda: NOW + timedelta(minutes=1))
+    db = FakeDatabase(counts={"alembic_version": 1, "shipments": 26})  # the data moved on: neither is reused
+    result = _create(_request(dest, bin_dir, max_age=3600), db=db, clock=lambda: NOW + timedelta(minutes=2))
+    assert result.changed is True
+    assert db.calls.count(("row_counts", CONN.dbname)) == 1
 
 
 def test_create_corrupted_recent_backup_not_reused(dest, bin_dir):
