@@ -84,7 +84,7 @@ def _refuse_if_in_use() -> None:
         .all()
     )
     if rows:
-        total = sum(count for _, count in rows)
+        total = sum(count for _value, count in rows)
         usage = ", ".join(f"{value}: {count}" for value, count in rows)
         raise DocumentTypesInUseError(
             f"Cannot downgrade revision 002: {total} documents rows use document types added by 002 ({usage}). "

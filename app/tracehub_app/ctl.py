@@ -54,7 +54,7 @@ def _read_pid(state_dir: Path) -> int | None:
 
 
 def _accepting(bind: str) -> bool:
-    host, _, port = bind.rpartition(":")
+    host, _colon, port = bind.rpartition(":")
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((host or "127.0.0.1", int(port))) == 0

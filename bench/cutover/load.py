@@ -61,7 +61,7 @@ class HttpError(Exception):
 def _decode_chunked(body: bytes) -> bytes:
     out = bytearray()
     while body:
-        size_line, _, rest = body.partition(b"\r\n")
+        size_line, _crlf, rest = body.partition(b"\r\n")
         size = int(size_line.split(b";")[0] or b"0", 16)
         if size == 0:
             break
@@ -81,7 +81,7 @@ def parse_response(data: bytes) -> tuple[int, dict[str, str], bytes]:
         raise HttpError(f"bad status line {lines[0]!r}")
     headers = {}
     for line in lines[1:]:
-        name, _, value = line.partition(":")
+        name, _colon, value = line.partition(":")
         headers[name.strip().lower()] = value.strip()
     if headers.get("transfer-encoding", "").lower() == "chunked":
         body = _decode_chunked(body)
@@ -106,7 +106,7 @@ class LoadGenerator:
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._known_ids: list[str] = []
-        self._schedule = [kind for kind, weight in MIX for _ in range(weight)]
+        self._schedule = [kind for kind, weight in MIX for _slot in range(weight)]
         self._thread: threading.Thread | None = None
         self.started_at = 0.0
         self.started_wall = 0.0

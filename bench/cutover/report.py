@@ -120,7 +120,7 @@ def print_table(report: dict[str, Any]) -> None:
         (f"step {step['name']}", f"{step['t_start']:.1f} s -> {step['t_end']:.1f} s, rc {step['rc']}")
         for step in report["steps"]
     ]
-    width = max(len(label) for label, _ in rows)
+    width = max(len(label) for label, _value in rows)
     print("\nBlue-green cutover benchmark")
     print("-" * (width + 40))
     for label, value in rows:

@@ -81,9 +81,9 @@ def start_database(stack: Stack) -> None:
 
 def write_inventory(stack: Stack, blue: int = 2, green: int = 2, lbs: int = 1, **extra: object) -> Path:
     """An inventory with the local inventory's groups: db (one host), web_blue, web_green and lb."""
-    stack.blue_ports = stack.blue_ports or [free_port() for _ in range(blue)]
-    stack.green_ports = stack.green_ports or [free_port() for _ in range(green)]
-    stack.lb_ports = stack.lb_ports or [free_port() for _ in range(lbs)]
+    stack.blue_ports = stack.blue_ports or [free_port() for _index in range(blue)]
+    stack.green_ports = stack.green_ports or [free_port() for _index in range(green)]
+    stack.lb_ports = stack.lb_ports or [free_port() for _index in range(lbs)]
     inv = stack.inventory
     (inv / "group_vars").mkdir(parents=True, exist_ok=True)
     hosts = {

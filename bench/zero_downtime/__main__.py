@@ -85,7 +85,7 @@ def _writer(
 ) -> None:
     """One v1.2 worker: a loop of single-statement transactions, each timed; results go to ``queue``."""
     rng = random.Random(1000 + index)
-    ops = [name for name, weight in MIX for _ in range(weight)]
+    ops = [name for name, weight in MIX for _slot in range(weight)]
     own = shipments[index::writers] or shipments
     samples: list[tuple[float, float, str, bool, str]] = []
     acked: dict[str, list[str]] = {
@@ -305,7 +305,7 @@ def run_variant(server: LocalServer, name: str, template: str, args: argparse.Na
     migration_end = time.monotonic()
     time.sleep(args.cooldown)
     stop.set()
-    results = [queue.get(timeout=120) for _ in workers]
+    results = [queue.get(timeout=120) for _worker in workers]
     for worker in workers:
         worker.join(timeout=30)
 
@@ -467,8 +467,8 @@ def chart(results: list[dict[str, Any]], meta: dict[str, Any], path: Path) -> No
     fig, axes = plt.subplots(len(results), 1, figsize=(11, 3.4 * len(results)), sharey=True, squeeze=False)
     colours = {"003": "#e8f0fe", "004": "#fef7e0", "005": "#fce8e6", "006": "#e6f4ea"}
     for ax, result in zip(axes[:, 0], results, strict=True):
-        ok = [(t, lat) for t, lat, _, good in result["samples"] if good]
-        bad = [(t, lat) for t, lat, _, good in result["samples"] if not good]
+        ok = [(t, lat) for t, lat, _operation, good in result["samples"] if good]
+        bad = [(t, lat) for t, lat, _operation, good in result["samples"] if not good]
         for b in result["revisions"]:
             ax.axvspan(b["start"], b["end"], color=colours.get(b["revision"], "#eeeeee"), alpha=0.9, lw=0)
             ax.axvline(b["end"], color="#9aa0a6", lw=0.6)

@@ -464,7 +464,7 @@ def resolve_target(script: Any, current: str | None, target: str) -> str | None:
 
 def _step_from(script: Any, start: str | None, delta: int, target: str) -> str | None:
     rev = start
-    for _ in range(abs(delta)):
+    for _step in range(abs(delta)):
         if delta < 0:
             if rev is None:
                 raise MigrationError(f"Target {target!r} goes below base: the database has no revision to undo.")

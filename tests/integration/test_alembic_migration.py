@@ -439,7 +439,7 @@ def test_migrate_second_concurrent_run_is_refused(fresh_db):
         except (LockHeldError, MigrationError) as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=run) for _ in range(2)]
+    threads = [threading.Thread(target=run) for _index in range(2)]
     for t in threads:
         t.start()
     for t in threads:

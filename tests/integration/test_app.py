@@ -144,13 +144,13 @@ def test_app_v12_at_002_serves_lists_and_writes_with_headers(seeded, instances):
         "instance": None,
     }
     assert headers["X-TraceHub-Version"] == "1.2.0" and headers["X-TraceHub-Colour"] == "blue"
-    status, created, _ = blue.call("POST", "/api/shipments", {"reference": "APP-TEST-1"})
+    status, created, _headers = blue.call("POST", "/api/shipments", {"reference": "APP-TEST-1"})
     assert status == 201
-    status, read, _ = blue.call("GET", f"/api/shipments/{created['id']}")
+    status, read, _headers = blue.call("GET", f"/api/shipments/{created['id']}")
     assert (status, read["reference"]) == (200, "APP-TEST-1")
-    status, event, _ = blue.call("POST", f"/api/shipments/{created['id']}/events", {"event_status": "LOADED"})
+    status, event, _headers = blue.call("POST", f"/api/shipments/{created['id']}/events", {"event_status": "LOADED"})
     assert (status, event["event_status"]) == (201, "LOADED")
-    status, _duplicate, _ = blue.call("POST", "/api/shipments", {"reference": "APP-TEST-1"})
+    status, _duplicate, _headers = blue.call("POST", "/api/shipments", {"reference": "APP-TEST-1"})
     assert status == 409
     rc, again = blue.ctl("start")
     assert (rc, again["changed"]) == (0, False)
@@ -172,7 +172,7 @@ def test_app_v13_scopes_reads_and_writes_to_the_caller_organization(seeded, inst
     email = member_email(seeded)
     assert green.call("GET", "/api/shipments")[0] == 401
     assert green.call("GET", "/api/shipments", user="nobody@example.invalid")[0] == 403
-    status, created, _ = green.call("POST", "/api/shipments", {"reference": "ORG-TEST-1"}, user=email)
+    status, created, _headers = green.call("POST", "/api/shipments", {"reference": "ORG-TEST-1"}, user=email)
     assert status == 201
 
     from ansible_collections.tracehub.deploy.plugins.module_utils.pg import connect
@@ -193,7 +193,7 @@ def test_app_v13_scopes_reads_and_writes_to_the_caller_organization(seeded, inst
         connection.commit()
     finally:
         connection.close()
-    status, listing, _ = green.call("GET", "/api/shipments?limit=100", user=email)
+    status, listing, _headers = green.call("GET", "/api/shipments?limit=100", user=email)
     assert status == 200
     assert "OTHER-ORG-1" not in {s["reference"] for s in listing["shipments"]}
     assert green.call("GET", f"/api/shipments/{foreign}", user=email)[0] == 404
@@ -204,7 +204,7 @@ def test_app_v12_at_006_writes_without_organization_and_rows_go_to_vibotaj(seede
     alembic(seeded, "upgrade", "head")
     blue = instances(seeded, "1.2", "blue")
     assert blue.ctl("start")[0] == 0
-    status, created, _ = blue.call("POST", "/api/shipments", {"reference": "LEGACY-AT-006"})
+    status, created, _headers = blue.call("POST", "/api/shipments", {"reference": "LEGACY-AT-006"})
     assert status == 201, created
 
     from ansible_collections.tracehub.deploy.plugins.module_utils.pg import connect
@@ -224,7 +224,7 @@ def test_app_v13_reports_unhealthy_once_the_database_drops_below_006(seeded, ins
     assert green.ctl("start")[0] == 0
     assert green.call("GET", "/health")[0] == 200
     alembic(seeded, "downgrade", "005")
-    status, health, _ = green.call("GET", "/health")
+    status, health, _headers = green.call("GET", "/health")
     assert status == 503
     assert health["status"] == "unhealthy" and health["revision"] == "005"
     assert "needs revision 006" in health["reason"]

@@ -75,7 +75,7 @@ def colour_of(url: str) -> str | None:
 
 
 def colours_seen(url: str, requests: int = 8) -> set[str | None]:
-    return {colour_of(url) for _ in range(requests)}
+    return {colour_of(url) for _request in range(requests)}
 
 
 def changed_count(output: str, host: str) -> int:

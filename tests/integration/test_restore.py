@@ -294,7 +294,7 @@ def _assert_refused_untouched_lock(live_db, tmp_path, admin_conn):
 def test_restore_keeps_only_keep_old_previous_databases(live_db, tmp_path, admin_conn):
     take_backup(live_db, tmp_path)
     olds = []
-    for _ in range(3):
+    for _attempt in range(3):
         result = restore(request_for(live_db, tmp_path, keep_old=1, force=True), run=subprocess_runner)
         olds.append(result.restore["old_database"])
         time.sleep(1.1)  # old copies are named to the second

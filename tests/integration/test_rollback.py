@@ -179,7 +179,7 @@ def test_rollback_level1_after_site_returns_to_002_every_row_intact_then_unchang
 
 @pytest.mark.parametrize("revision", ["003", "004", "005", "006"])
 def test_rollback_level1_single_step_from_each_revision_keeps_data(inventory, seeded_db, revision):
-    _, baseline = state(seeded_db)
+    _revision, baseline = state(seeded_db)
     alembic_ops.migrate(seeded_db, ALEMBIC_DIR, revision)
     previous = f"{int(revision) - 1:03d}"
 

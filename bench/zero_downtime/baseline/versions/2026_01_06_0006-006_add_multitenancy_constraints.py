@@ -81,7 +81,7 @@ def _refuse_if_unowned() -> None:
         return
     rows = op.get_bind().execute(sa.text(f"SELECT table_name, n FROM ({_unowned_query()}) AS t WHERE n > 0")).all()
     if rows:
-        total = sum(n for _, n in rows)
+        total = sum(n for _table, n in rows)
         listing = ", ".join(f"{table}: {n}" for table, n in rows)
         raise UnownedRowsError(
             f"Cannot apply revision 006: {total} tenant rows have no organization_id ({listing}). "

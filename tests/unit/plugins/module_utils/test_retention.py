@@ -78,7 +78,7 @@ def test_plan_newest_verified_kept_even_when_every_rule_drops_it():
 
 def test_plan_pre_migration_kept_until_released():
     backups = [manifest("new", 1), manifest("pre", 90, pre_migration=True)]
-    kept, _ = plan(backups, RetentionPolicy(keep_days=30), NOW)
+    kept, _deleted = plan(backups, RetentionPolicy(keep_days=30), NOW)
     assert names(kept) == ["new", "pre"]
     kept, deleted = plan(backups, RetentionPolicy(keep_days=30, release=("pre",)), NOW)
     assert names(kept) == ["new"]
