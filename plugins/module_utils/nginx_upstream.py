@@ -24,13 +24,13 @@ Side effects are injected: ``run`` for commands, ``probe`` for HTTP, ``clock``/`
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import re
 import tempfile
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -180,18 +180,27 @@ ProbeFn = Callable[[str, Mapping[str, str], float], Probe]
 
 
 def http_probe(url: str, headers: Mapping[str, str], timeout: float) -> Probe:
-    """GET ``url`` on a new connection; non-2xx answers and connection errors are Probes, not exceptions."""
-    request = urllib.request.Request(url, headers=dict(headers) | {"Connection": "close"})  # noqa: S310
+    """GET ``url`` on a new connection; non-2xx answers and connection errors are Probes, not exceptions.
+
+    No redirect is followed and no connection is reused: the probe sees exactly what one fresh client
+    request through the load balancer gets.
+    """
+    parts = urllib.parse.urlsplit(url)
+    connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    connection = connection_class(parts.hostname or "localhost", parts.port, timeout=timeout)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     started = time.monotonic()
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-            response.read()
-            return Probe(response.status, response.headers.get(COLOUR_HEADER), time.monotonic() - started)
-    except urllib.error.HTTPError as exc:
-        return Probe(exc.code, exc.headers.get(COLOUR_HEADER), time.monotonic() - started, f"HTTP {exc.code}")
-    except (OSError, urllib.error.URLError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return Probe(None, None, time.monotonic() - started, f"{type(exc).__name__}: {reason}")
+        connection.request("GET", target, headers=dict(headers) | {"Connection": "close"})
+        response = connection.getresponse()
+        response.read()
+        status = response.status
+        error = None if 200 <= status < 300 else f"HTTP {status}"
+        return Probe(status, response.getheader(COLOUR_HEADER), time.monotonic() - started, error)
+    except (OSError, http.client.HTTPException) as exc:
+        return Probe(None, None, time.monotonic() - started, f"{type(exc).__name__}: {exc}")
+    finally:
+        connection.close()
 
 
 def _utc_now() -> str:
@@ -398,7 +407,7 @@ def switch(
         }
         result.history_entry = entry
     if state_path:
-        written, _ = _update_state(Path(state_path), result, entry, now)
+        written, _state = _update_state(Path(state_path), result, entry, now)
         result.changed = result.changed or written
     proof = f", {result.verified_requests} requests verified" if result.verified else ""
     if file_changes:

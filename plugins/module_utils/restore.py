@@ -448,7 +448,6 @@ class PgRestoreTarget:
         Retries while sessions are still going away (a terminated backend exits asynchronously).
         """
         target = self.conn.dbname
-        last: Exception | None = None
         for attempt in range(_SWAP_ATTEMPTS):
             with self._admin("swap", autocommit=False) as connection:
                 try:
@@ -467,12 +466,11 @@ class PgRestoreTarget:
                         )
                     connection.commit()
                     return
-                except psycopg2.errors.ObjectInUse as exc:
+                except psycopg2.errors.ObjectInUse:
                     connection.rollback()
-                    last = exc
+                    if attempt == _SWAP_ATTEMPTS - 1:
+                        raise  # the caller names the sessions that would not go away
                     time.sleep(0.2 * (attempt + 1))
-        assert last is not None
-        raise last
 
     def unused_name(self, name: str) -> str:
         """``name``, or ``name_2``, ``name_3``... when a database of that name exists already."""

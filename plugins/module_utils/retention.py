@@ -112,8 +112,12 @@ def plan(
                 kept.append(_entry(manifest, now, reasons))
             else:
                 deleted.append(_entry(manifest, now, ["outside every retention rule"]))
-    order = lambda e: (backup.parse_time(str(e["created_at"])), e["name"])  # noqa: E731
-    return sorted(kept, key=order, reverse=True), sorted(deleted, key=order, reverse=True)
+    return sorted(kept, key=_newest_first, reverse=True), sorted(deleted, key=_newest_first, reverse=True)
+
+
+def _newest_first(entry: Mapping[str, Any]) -> tuple[datetime, str]:
+    """Sort key (with ``reverse=True``): creation time, then name."""
+    return backup.parse_time(str(entry["created_at"])), str(entry["name"])
 
 
 def _delete(entry: Mapping[str, Any]) -> None:

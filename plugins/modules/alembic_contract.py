@@ -1,4 +1,6 @@
 #!/usr/bin/python
+# Copyright: (c) 2026, tracehub.deploy developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 from __future__ import annotations
 
@@ -55,7 +57,7 @@ extends_documentation_fragment:
 seealso:
   - module: tracehub.deploy.alembic_migration
 author:
-  - TraceHub platform team
+  - tracehub.deploy developers (@tracehub)
 """
 
 EXAMPLES = r"""

@@ -341,7 +341,7 @@ def test_watch_without_urls_raises():
 
 class _Handler(BaseHTTPRequestHandler):
     def do_GET(self):
-        status = 200 if self.path == "/health" else 503
+        status = 200 if self.path in ("/health", "/api/shipments?limit=5") else 503
         self.send_response(status)
         self.send_header("X-TraceHub-Colour", "green")
         self.end_headers()
@@ -358,11 +358,13 @@ def test_http_probe_reads_status_and_colour_and_survives_errors():
     try:
         base = f"http://127.0.0.1:{server.server_address[1]}"
         ok = http_probe(f"{base}/health", {}, 2)
+        with_query = http_probe(f"{base}/api/shipments?limit=5", {}, 2)
         unhealthy = http_probe(f"{base}/other", {}, 2)
     finally:
         server.shutdown()
         server.server_close()
     refused = http_probe(f"{base}/health", {}, 1)
-    assert (ok.status, ok.colour, ok.ok) == (200, "green", True)
-    assert (unhealthy.status, unhealthy.colour, unhealthy.ok) == (503, "green", False)
-    assert refused.status is None and refused.error
+    assert (ok.status, ok.colour, ok.ok, ok.error) == (200, "green", True, None)
+    assert with_query.ok, "the query string must reach the server"
+    assert (unhealthy.status, unhealthy.colour, unhealthy.ok, unhealthy.error) == (503, "green", False, "HTTP 503")
+    assert refused.status is None and "ConnectionRefusedError" in refused.error
