@@ -530,7 +530,8 @@ def downgrade_refusal(plan: Plan, database: str) -> MigrationError:
     return MigrationError(
         f"Refusing to downgrade {database} from {rev_label(plan.current)} to {rev_label(plan.target)}: it would "
         f"undo {len(plan.steps)} revision(s): {undone}. Nothing was changed. Set allow_downgrade: true to "
-        "downgrade on purpose.",
+        f"downgrade on purpose (playbooks: ansible-playbook playbooks/rollback.yml -e rollback_level=1 "
+        f"-e rollback_target_revision={rev_label(plan.target)}).",
         revision=rev_label(plan.target),
         would_undo=[s.revision for s in plan.steps],
     )

@@ -135,7 +135,8 @@ def explain_connection_error(conn: ConnInfo, exc: Exception) -> ConnectionFailed
     if "password authentication failed" in text or "no password supplied" in text:
         cause = (
             f"the server rejected the credentials of user {conn.user!r}. "
-            "Check login_user/login_password (the vault variable behind them) and pg_hba.conf."
+            "Check login_user/login_password (in playbooks the inventory's db_user and db_password, and the "
+            "vault variable behind it, vault_db_password) and pg_hba.conf."
         )
     elif "does not exist" in text and "database" in text:
         cause = f"database {conn.dbname!r} does not exist on {conn.host}:{conn.port}. Check db_name or create it."
