@@ -187,6 +187,14 @@ def confirmation_ok(request: RestoreRequest) -> bool:
     return not needs_confirmation(request) or (request.confirm or "") == request.conn.dbname
 
 
+def _confirmation_state(request: RestoreRequest, confirmed: bool) -> str:
+    if not needs_confirmation(request):
+        return "not needed"
+    if confirmed:
+        return "given"
+    return "wrong" if request.confirm else "missing"
+
+
 def is_foreign(manifest: Mapping[str, Any], request: RestoreRequest) -> bool:
     """The backup is of another environment or database than the target."""
     return (manifest["environment"], manifest["database"]) != (request.environment, request.conn.dbname)
@@ -566,7 +574,7 @@ def _restore(
         "environment": request.environment,
         "backup": backup_summary(manifest),
         "foreign": is_foreign(manifest, request),
-        "confirmation": "not needed" if not needs_confirmation(request) else ("given" if confirmed else "missing"),
+        "confirmation": _confirmation_state(request, confirmed),
         "owner": request.owner or conn.user,
         "privileges": "dropped" if no_privileges else "kept",
         "required_extensions": required,
@@ -598,11 +606,12 @@ def _restore(
             )
 
     if not confirmed and not dry_run:
+        given = f" confirm={request.confirm!r} does not name it." if request.confirm else ""
         raise RestoreError(
-            f"Restoring {where} from {manifest['name']} refused: {request.environment} is a protected environment. "
-            f"Confirm by naming the target database: confirm={live} (playbooks: -e restore_confirm={live}).",
+            f"Restoring {where} from {manifest['name']} refused: {request.environment} is a protected environment."
+            f"{given} Confirm by naming the target database: confirm={live} (playbooks: -e restore_confirm={live}).",
             backup=manifest["name"],
-            confirmation="missing",
+            confirmation=_confirmation_state(request, confirmed),
         )
 
     # Unique even within one second: a safety backup must never replace the backup being restored.
@@ -620,7 +629,10 @@ def _restore(
             "verify row counts, revision and extensions",
             f"swap it in as {live}" + (f", keeping the current one as {old}" if old else ""),
         ]
-        guard = "" if confirmed else f" It would be REFUSED: confirm={live} is missing (-e restore_confirm={live})."
+        missing = (
+            f"confirm={request.confirm!r} does not name {live}" if request.confirm else f"confirm={live} is missing"
+        )
+        guard = "" if confirmed else f" It would be REFUSED: {missing} (-e restore_confirm={live})."
         return RestoreResult(
             True,
             f"Would restore {where} from {manifest['name']} ({manifest['created_at']}, revision "

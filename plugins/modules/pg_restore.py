@@ -212,7 +212,8 @@ restore:
       type: bool
       sample: false
     confirmation:
-      description: V(not needed), V(given) or V(missing) (check mode only; a real run refuses).
+      description: V(not needed), V(given), V(missing) or V(wrong) (the last two in check mode only; a real run
+        refuses).
       type: str
       sample: not needed
     owner:

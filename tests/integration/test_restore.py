@@ -210,12 +210,15 @@ def test_restore_production_without_confirmation_refused_with_it_restored(live_d
     request = request_for(live_db, tmp_path, environment="production")
     _assert_refused_untouched(live_db, tmp_path, admin_conn, request, f"restore_confirm={live_db.dbname}")
     wrong = replace(request, confirm="tracehub")
-    _assert_refused_untouched(live_db, tmp_path, admin_conn, wrong, "protected environment")
+    _assert_refused_untouched(live_db, tmp_path, admin_conn, wrong, "confirm='tracehub' does not name it")
 
     predicted = restore(request, run=subprocess_runner, dry_run=True)
+    predicted_wrong = restore(wrong, run=subprocess_runner, dry_run=True)
     result = restore(replace(request, confirm=live_db.dbname), run=subprocess_runner)
 
-    assert "REFUSED" in predicted.msg
+    assert "REFUSED" in predicted.msg and predicted.restore["confirmation"] == "missing"
+    assert "REFUSED: confirm='tracehub' does not name" in predicted_wrong.msg
+    assert predicted_wrong.restore["confirmation"] == "wrong"
     assert result.restore["confirmation"] == "given"
     assert fingerprint(live_db) == before
 
