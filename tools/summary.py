@@ -33,7 +33,7 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f} s"
 
 
-def _backup_line(label: str, manifest: dict[str, Any]) -> str:
+def _backup_line(label: str, manifest: dict[str, Any], note: str = "") -> str:
     verification = manifest.get("verification") or {}
     verified = (
         "verified: pg_restore --list ok, test restore row counts equal"
@@ -41,7 +41,7 @@ def _backup_line(label: str, manifest: dict[str, Any]) -> str:
         else "NOT verified"
     )
     return (
-        f"  {label} backup: {manifest.get('path')}\n"
+        f"  {label} backup: {manifest.get('path')}{note}\n"
         f"      {_size(manifest.get('size_bytes'))}, sha256 {manifest.get('sha256')}, revision "
         f"{manifest.get('alembic_revision')}, {verified}"
     )
@@ -73,9 +73,13 @@ def _environment_section(host: str, phases: list[dict[str, Any]]) -> list[str]:
     backups = [p["data"] for p in backup_phases]
     for index, phase in enumerate(backup_phases):
         label = "pre-migration" if index == 0 and len(backups) > 1 else ("post-migration" if index else "the")
+        note = ""
         if not phase.get("changed"):
-            label += " (reused, no change)"
-        lines.append(_backup_line(label, phase["data"]))
+            # The phase reused the newest verified backup, which need not be one of its own kind (a second run
+            # before migrating reuses the first run's post-migration backup): say which one it is.
+            origin = "pre-migration" if phase["data"].get("pre_migration") else "post-migration"
+            note = f" (no change: reused the {origin} backup of {phase['data'].get('created_at')})"
+        lines.append(_backup_line(label, phase["data"], note))
     migrate = next((p["data"] for p in phases if p["phase"] == "migrate"), None)
     if migrate is not None:
         before, after = migrate.get("revision_before"), migrate.get("revision_after") or migrate.get("revision_before")
