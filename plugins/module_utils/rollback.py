@@ -159,6 +159,21 @@ def _table_exists(cur: Any, table: str) -> bool:
     return bool(cur.fetchone()[0])
 
 
+def tables_refusing_legacy_inserts(cur: Any) -> list[str]:
+    """Tenant tables where the old application's inserts (no organization_id) would fail.
+
+    Such a table has ``organization_id NOT NULL`` without a default: the state after the contract step removed
+    005's VIBOTAJ default. Before 006 the column is nullable, and until the contract step the default fills it.
+    """
+    cur.execute(
+        "SELECT table_name FROM information_schema.columns WHERE table_schema = 'public' "
+        "AND column_name = 'organization_id' AND table_name = ANY(%s) AND is_nullable = 'NO' "
+        "AND column_default IS NULL ORDER BY table_name",
+        (list(TENANT_TABLES),),
+    )
+    return [row[0] for row in cur.fetchall()]
+
+
 def downgrade_losses(cur: Any, current: str | None, target: str) -> dict[str, int]:
     """Rows a downgrade from ``current`` to ``target`` would lose, by kind (only non-zero kinds)."""
     losses: dict[str, int] = {}
@@ -221,7 +236,7 @@ def assess(
     reason: str | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Read-only: the plan and cost of rollback levels 1 and 3 for ``conn``'s database."""
+    """Read-only: the plan and cost of rollback levels 1, 2 and 3 for ``conn``'s database."""
     now = now or backup.utc_now()
     migration = find_migration(records_dir, environment, conn.dbname) if records_dir else None
     pre_backup = find_pre_migration_backup(backup_dir, environment, conn.dbname) if backup_dir else None
@@ -248,6 +263,8 @@ def assess(
                 level1 |= {"possible": True, "steps": steps, "losses": losses, "lossless": not losses, "refusal": None}
             except DeployError as exc:
                 level1 |= {"possible": False, "steps": [], "losses": {}, "lossless": False, "refusal": exc.msg}
+            refusing = tables_refusing_legacy_inserts(cur)
+            level2 = {"safe": not refusing, "tables_refusing_legacy_inserts": refusing}
             level3: dict[str, Any] = {"possible": pre_backup is not None, "backup": None, "written_since": {}}
             if pre_backup is not None:
                 since = backup.parse_time(str(pre_backup["created_at"]))
@@ -287,12 +304,18 @@ def assess(
         "baseline_source": f"run record {migration.run_id}" if migration and baseline else None,
         "row_counts": tenant_counts,
         "level1": level1,
+        "level2": level2,
         "level3": level3,
-        "advice": advice(level1, level3, current),
+        "advice": advice(level1, level3, current, level2),
     }
 
 
-def advice(level1: Mapping[str, Any], level3: Mapping[str, Any], current: str | None) -> list[str]:
+def advice(
+    level1: Mapping[str, Any],
+    level3: Mapping[str, Any],
+    current: str | None,
+    level2: Mapping[str, Any] | None = None,
+) -> list[str]:
     """One line per level: is it still safe, what does it cost."""
     lines = []
     if not level1["possible"]:
@@ -305,6 +328,18 @@ def advice(level1: Mapping[str, Any], level3: Mapping[str, Any], current: str | 
     else:
         lost = "; ".join(f"{n} {kind}" for kind, n in level1["losses"].items())
         lines.append(f"Level 1 LOSES data: {lost}. Only with rollback_accept_loss=true, or choose a higher target.")
+    if level2 is not None:
+        if level2["safe"]:
+            lines.append(
+                f"Level 2 changes no data: traffic goes back to blue (v1.2), the database stays at {current} and blue "
+                "keeps reading and writing it (seconds; no write loss)."
+            )
+        else:
+            tables = ", ".join(level2["tables_refusing_legacy_inserts"])
+            lines.append(
+                f"Level 2 is NOT SAFE: organization_id is NOT NULL without a default on {tables} (the contract step "
+                "ran), so every insert of blue (v1.2) there would fail. Fix forward on green instead."
+            )
     if not level3["possible"]:
         lines.append("Level 3 not possible: no verified pre-migration backup of this database.")
     else:

@@ -108,6 +108,12 @@ rollback:
       description: target_revision, target_source, possible, steps (revision, down_revision), losses, lossless, refusal.
       type: dict
       sample: {"target_revision": "002", "lossless": true, "steps": [{"revision": "006", "down_revision": "005"}]}
+    level2:
+      description:
+        - V(safe) is false when blue's (v1.2) inserts would fail, because the contract step removed the VIBOTAJ
+          default of a NOT NULL C(organization_id); those tables are in C(tables_refusing_legacy_inserts).
+      type: dict
+      sample: {"safe": true, "tables_refusing_legacy_inserts": []}
     level3:
       description: possible, backup (manifest facts), backup_age_seconds, written_since (per table), rows_written_since.
       type: dict

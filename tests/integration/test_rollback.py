@@ -12,7 +12,7 @@ import pytest
 import yaml
 from psycopg2 import sql
 
-from ansible_collections.tracehub.deploy.plugins.module_utils import alembic_ops
+from ansible_collections.tracehub.deploy.plugins.module_utils import alembic_ops, rollback
 from ansible_collections.tracehub.deploy.plugins.module_utils.backup import BackupRequest, create
 from ansible_collections.tracehub.deploy.plugins.module_utils.pg import connect
 from ansible_collections.tracehub.deploy.plugins.module_utils.restore import OLD_INFIX
@@ -267,3 +267,30 @@ def test_restore_playbook_restores_newest_verified_backup(inventory, seeded_db):
 
     assert result.returncode == 0, result.stdout[-3000:]
     assert state(seeded_db) == before
+
+
+def test_rollback_assessment_level2_unsafe_once_the_contract_step_ran(seeded_db, tmp_path):
+    # Blue (v1.2) inserts without organization_id: at 006 the VIBOTAJ default fills it, after the contract step
+    # nothing does, and switching traffic back to blue would make its inserts fail.
+    assert rollback.assess(seeded_db, "staging", None, None)["level2"]["safe"] is True  # 002: the column is absent
+    alembic_ops.migrate(seeded_db, ALEMBIC_DIR, "006")
+    at_head = rollback.assess(seeded_db, "staging", None, None)
+    alembic_ops.contract(seeded_db, ALEMBIC_DIR)
+    contracted = rollback.assess(seeded_db, "staging", None, None)
+
+    assert at_head["level2"] == {"safe": True, "tables_refusing_legacy_inserts": []}
+    assert any(line.startswith("Level 2 changes no data") for line in at_head["advice"])
+    assert contracted["level2"]["safe"] is False
+    assert contracted["level2"]["tables_refusing_legacy_inserts"] == sorted(TENANT_TABLES)
+    assert any(line.startswith("Level 2 is NOT SAFE") for line in contracted["advice"])
+
+
+def test_rollback_level2_prints_the_assessment_before_switching(inventory):
+    # Without load balancer hosts the switch play matches nothing; the assessment runs on the database first.
+    result = run_playbook(inventory, "rollback.yml", "-e", "rollback_level=2")
+    out = flat(result)
+    assert result.returncode == 0, out
+    assert "Decision matrix:" in out and "Level 2 changes no data" in out
+    # The plays of the other levels select no host quietly; only the absent lb group is warned about.
+    unmatched = [line for line in result.stderr.splitlines() if "Could not match supplied host pattern" in line]
+    assert unmatched and all(line.rstrip().endswith("ignoring: lb") for line in unmatched), result.stderr
