@@ -17,6 +17,7 @@ A suite is plain data (usually a YAML file)::
         sql: SELECT count(*) FROM {item} WHERE organization_id IS NULL
         expect: {value: 0}      # rows: N | value: X | min: N | max: N (min and max may pair) | true
         tolerate: {max: 1}      # optional weaker expectation: unmet expect but met tolerate -> warn
+        tolerated_message: One missing row is known and harmless.   # optional: why a tolerated miss is fine
         severity: fail          # what an unmet expectation means: fail | warn
         incomplete_when: SELECT %(current_revision)s IS NULL   # true -> warn "incomplete", not fail
         incomplete_message: Revision 005 has not run yet.
@@ -76,6 +77,7 @@ CHECK_KEYS = frozenset(
         "sql",
         "expect",
         "tolerate",
+        "tolerated_message",
         "severity",
         "incomplete_when",
         "incomplete_message",
@@ -296,6 +298,7 @@ class Check:
     expect: Expectation
     severity: str = FAIL
     tolerate: Expectation | None = None
+    tolerated_message: str = ""
     incomplete_when: str | None = None
     incomplete_message: str = DEFAULT_INCOMPLETE_MESSAGE
     message: str = ""
@@ -469,7 +472,7 @@ def _parse_check(
         if str(check_id) in seen:
             errors.append(f"{label}.id: duplicate id {str(check_id)!r}")
         seen.add(str(check_id))
-    for key in ("name", "message", "incomplete_message", "collect_as"):
+    for key in ("name", "message", "incomplete_message", "tolerated_message", "collect_as"):
         if key in item and item[key] is not None and not isinstance(item[key], str):
             errors.append(f"{label}.{key}: must be a string")
     severity = item.get("severity", FAIL)
@@ -512,6 +515,7 @@ def _parse_check(
         expect=expect,
         severity=severity,
         tolerate=tolerate,
+        tolerated_message=item.get("tolerated_message") or "",
         incomplete_when=item.get("incomplete_when"),
         incomplete_message=item.get("incomplete_message") or DEFAULT_INCOMPLETE_MESSAGE,
         message=item.get("message") or "",
@@ -563,14 +567,21 @@ def decide_status(outcomes: Sequence[ItemOutcome], severity: str, incomplete: bo
     return WARN
 
 
-def explain(outcomes: Sequence[ItemOutcome], status: str, incomplete: bool, incomplete_message: str) -> str:
-    """One line saying why the check got its status."""
+def explain(
+    outcomes: Sequence[ItemOutcome],
+    status: str,
+    incomplete: bool,
+    incomplete_message: str,
+    tolerated_message: str = "",
+) -> str:
+    """One line saying why the check got its status; a tolerated miss carries ``tolerated_message``."""
     misses = [o for o in outcomes if not o.met]
     if not misses:
         return "; ".join(f"{o.item}: {o.detail}" if o.item else o.detail for o in outcomes[:1]) or "met"
     parts = []
     for o in misses:
-        text = f"error: {o.error}" if o.error else o.detail + (" (tolerated)" if o.tolerated else "")
+        tolerated = f" (tolerated: {tolerated_message})" if tolerated_message else " (tolerated)"
+        text = f"error: {o.error}" if o.error else o.detail + (tolerated if o.tolerated else "")
         parts.append(f"{o.item}: {text}" if o.item is not None else text)
     if len(parts) > 4:
         parts = [*parts[:3], f"and {len(parts) - 3} more"]
@@ -860,7 +871,7 @@ def _run_check(check: Check, args: Mapping[str, Any], session: _Session, connect
         except psycopg2.Error as exc:
             incomplete_error = f"incomplete_when failed: {_first_line(exc)}"
     status = decide_status(outcomes, check.severity, incomplete)
-    reason = explain(outcomes, status, incomplete, check.incomplete_message)
+    reason = explain(outcomes, status, incomplete, check.incomplete_message, check.tolerated_message)
     if incomplete_error:
         reason = f"{reason}; {incomplete_error}"
     errors = [f"{o.item}: {o.error}" if o.item else o.error for o in outcomes if o.error]

@@ -33,8 +33,9 @@ options:
         C(facts) (named one-value queries run first; an error or no row gives null; usable as
         C(%(name\)s) afterwards) and C(checks) (required list).
       - Each check has C(id), C(name), C(sql) and C(expect) (required) and optionally C(severity)
-        (V(fail) or V(warn), default V(fail)), C(tolerate), C(incomplete_when), C(incomplete_message),
-        C(message), C(for_each) and C(collect_as).
+        (V(fail) or V(warn), default V(fail)), C(tolerate) (a weaker expectation whose miss only warns),
+        C(tolerated_message) (why such a miss is acceptable, shown with it), C(incomplete_when),
+        C(incomplete_message), C(message), C(for_each) and C(collect_as).
       - Parameters reach the SQL as psycopg2 C(%(name\)s) placeholders, so a literal percent sign is written
         C(%%). List parameters become arrays, for example C(relname = ANY(%(tenant_tables\)s\)).
       - Mutually exclusive with O(suite_path).

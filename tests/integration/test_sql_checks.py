@@ -233,7 +233,7 @@ def test_pre_migration_after_migrating_warns_on_revision(head_db):
     result = run(head_db, "pre_migration")
 
     assert statuses(result) == {"revision": "warn", "baseline_counts": "pass", "orphans": "pass"}
-    assert "(tolerated)" in result.results[0].reason
+    assert "(tolerated: past the baseline revision, already (partly) migrated" in result.results[0].reason
 
 
 def test_pre_migration_fresh_database_warns(fresh_db):

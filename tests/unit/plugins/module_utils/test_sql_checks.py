@@ -95,6 +95,7 @@ def test_load_suite_file_bad_yaml_says_not_valid(tmp_path):
         (suite(check(expect={"rows": 0, "value": 1})), "use exactly one of rows, value, true"),
         (suite(check(expect="yes")), "check 'c1' (#1).expect: must be true or a mapping"),
         (suite(check(tolerate={"between": 1})), "check 'c1' (#1).tolerate: unknown key 'between'"),
+        (suite(check(tolerated_message=["why"])), "check 'c1' (#1).tolerated_message: must be a string"),
         (suite(check(sql="SELECT %(nope)s")), "placeholder %(nope)s is neither a declared param"),
         (suite(check(sql="SELECT 1; COMMIT")), "must be exactly one statement"),
         (suite(check(for_each="tables")), "check 'c1' (#1).for_each: must name a declared list parameter"),
@@ -291,6 +292,11 @@ def test_explain_for_each_names_items_and_truncates():
 
 def test_explain_tolerated_says_so():
     assert explain([TOLERATED], "warn", False, "") == "expected at least 16, got 15 (tolerated)"
+
+
+def test_explain_tolerated_with_message_says_why():
+    reason = explain([TOLERATED], "warn", False, "", "one index is missing")
+    assert reason == "expected at least 16, got 15 (tolerated: one index is missing)"
 
 
 # --- results --------------------------------------------------------------------------------------
