@@ -166,8 +166,10 @@ class LocalServer:
         if not (self.datadir / "PG_VERSION").exists():
             self._initdb(bindir, account)
         if _port_in_use(self.port):
+            holder = port_holder(self.port)
             raise LocalPgError(
-                f"Port {self.port} on 127.0.0.1 is taken by another process; stop it or change the port of {self.name}."
+                f"Port {self.port} on 127.0.0.1 is taken by {holder or 'another process'}: stop it, or give the "
+                f"server {self.name} another port (db_port of its host in the inventory's hosts.yml)."
             )
         options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.state_dir}"
         self._run(
@@ -285,6 +287,35 @@ class LocalServer:
 def _port_in_use(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def port_holder(port: int, proc: Path = Path("/proc")) -> str | None:
+    """``pid N (command line)`` of the process listening on 127.0.0.1:``port`` (or any address), if visible.
+
+    Read from Linux's /proc: the socket's inode in net/tcp, then the process holding a descriptor on it.
+    None where /proc tells nothing (another OS, or a process this user may not inspect).
+    """
+    inodes = set()
+    try:
+        lines = (proc / "net" / "tcp").read_text().splitlines()[1:]
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        local, state, inode = fields[1], fields[3], fields[9]
+        address, _colon, hex_port = local.partition(":")
+        # 0A is LISTEN; 0100007F is 127.0.0.1 and 00000000 any address, in /proc's byte order.
+        if state == "0A" and int(hex_port, 16) == port and address in ("0100007F", "00000000"):
+            inodes.add(f"socket:[{inode}]")
+    for fd_dir in proc.glob("[0-9]*/fd"):
+        try:
+            if any(os.readlink(fd) in inodes for fd in fd_dir.iterdir()):
+                pid = fd_dir.parent.name
+                cmdline = (fd_dir.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                return f"pid {pid} ({cmdline.strip()[:160]})"
+        except OSError:
+            continue
+    return None
 
 
 def free_port() -> int:

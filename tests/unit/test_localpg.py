@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,19 @@ def test_state_dir_outside_unreachable_parent(tmp_path, monkeypatch):
     else:
         monkeypatch.setattr(localpg, "_service_account", object)
         assert str(server.state_dir).startswith("/var/tmp/tracehub-pg-")
+
+
+def test_port_holder_names_the_listening_process():
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    try:
+        holder = localpg.port_holder(listener.getsockname()[1])
+    finally:
+        listener.close()
+    assert holder is not None and holder.startswith(f"pid {os.getpid()} (")
+    assert "python" in holder
+
+
+def test_port_holder_of_a_free_port_is_none():
+    assert localpg.port_holder(localpg.free_port()) is None
