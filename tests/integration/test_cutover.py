@@ -138,6 +138,7 @@ def test_cutover_unhealthy_green_is_refused_and_traffic_unchanged(stack):
         result = run_playbook(stack, "cutover.yml")
         assert result.returncode != 0
         assert "Require every instance of the target colour to report healthy: green" in result.stdout
+        assert "Nothing was switched: traffic stays on blue." in " ".join(result.stdout.split())
         assert stack.state()["active_colour"] == "blue"
         assert colours_seen(stack.lb_url()) == {"blue"}
     finally:
@@ -154,7 +155,7 @@ def test_cutover_failure_in_monitoring_window_switches_back_automatically(stack)
     )
     assert result.returncode != 0
     assert "Monitoring window breached" in result.stdout
-    assert "switched back to blue" in result.stdout
+    assert "Traffic was switched back to blue" in " ".join(result.stdout.split())
     history = stack.state()["history"]
     assert [(h["from"], h["to"]) for h in history[-2:]] == [("blue", "green"), ("green", "blue")]
     assert colours_seen(stack.lb_url()) == {"blue"}
