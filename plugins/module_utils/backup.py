@@ -605,7 +605,10 @@ def _ensure_private_dir(dest: Path) -> None:
             dest.chmod(0o700)
     except OSError as exc:
         raise BackupError(
-            f"Preparing the backup directory {dest} failed: {exc.strerror or exc}", path=str(dest)
+            f"Preparing the backup directory {dest} failed: {exc.strerror or exc}. Give a directory that this user "
+            "can create and write, on a filesystem with room for the dump (module option dest; roles: backup_dir, "
+            "inventory: tracehub_backup_dir).",
+            path=str(dest),
         ) from exc
 
 

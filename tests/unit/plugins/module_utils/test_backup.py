@@ -449,6 +449,17 @@ def test_create_unreadable_tables_refused_before_dumping(dest, bin_dir):
     assert _files(dest) == []
 
 
+def test_create_backup_dir_that_cannot_be_made_names_cause_and_fix(tmp_path, bin_dir):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(
+        BackupError,
+        match=r"Preparing the backup directory .*a-file/backups failed: Not a directory\. "
+        r"Give a directory that this user can create and write.*tracehub_backup_dir",
+    ):
+        _create(_request(blocker / "backups", bin_dir))
+
+
 # --- reuse (idempotency) ---
 
 
