@@ -472,10 +472,14 @@ def sha256_path(path: Path) -> tuple[str, int]:
     path = Path(path)
     if not path.is_dir():
         return sha256_file(path)
+    members = sorted(p for p in path.rglob("*") if p.is_file())
+    # One file per core at a time: hashlib releases the GIL on large buffers, and a parallel dump has
+    # a file per table to hash. map() keeps the sorted order, so the digest does not depend on timing.
+    with ThreadPoolExecutor(max_workers=max(1, min(len(members), os.cpu_count() or 1))) as pool:
+        file_digests = list(pool.map(sha256_file, members))
     digest = hashlib.sha256()
     total = 0
-    for member in sorted(p for p in path.rglob("*") if p.is_file()):
-        file_digest, size = sha256_file(member)
+    for member, (file_digest, size) in zip(members, file_digests, strict=True):
         digest.update(f"{member.relative_to(path).as_posix()} {file_digest}\n".encode())
         total += size
     return digest.hexdigest(), total

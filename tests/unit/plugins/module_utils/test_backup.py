@@ -25,6 +25,7 @@ from ansible_collections.tracehub.deploy.plugins.module_utils.backup import (
     major_from_version_output,
     parse_duration,
     select_backups,
+    sha256_path,
     verify_existing,
 )
 from ansible_collections.tracehub.deploy.plugins.module_utils.errors import BackupError, LockHeldError
@@ -673,3 +674,28 @@ def test_create_sweeps_leftovers_of_an_interrupted_backup(dest, bin_dir):
     assert "tracehub_verify_99999_other_source" in db.scratch
     assert any("interrupted backup" in w and stale.name in w for w in result.warnings)
     assert any("tracehub_verify_16384_dead" in w for w in result.warnings)
+
+
+def _directory_digest_by_hand(root: Path) -> str:
+    lines = "".join(
+        f"{member.relative_to(root).as_posix()} {hashlib.sha256(member.read_bytes()).hexdigest()}\n"
+        for member in sorted(p for p in root.rglob("*") if p.is_file())
+    )
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "order", [["toc.dat", "3001.dat.gz", "3002.dat.gz"], ["3002.dat.gz", "toc.dat", "3001.dat.gz"]]
+)
+def test_sha256_path_directory_digest_is_the_sorted_file_list_whatever_the_write_order(tmp_path, order):
+    root = tmp_path / "dump.dir"
+    root.mkdir()
+    for name in order:
+        (root / name).write_bytes(name.encode() * (1000 + 300_000 * (name != "toc.dat")))
+    digest, size = sha256_path(root)
+    assert digest == _directory_digest_by_hand(root)
+    assert size == sum(p.stat().st_size for p in root.iterdir())
+
+
+def test_sha256_path_empty_directory_hashes_nothing(tmp_path):
+    assert sha256_path(tmp_path) == (hashlib.sha256(b"").hexdigest(), 0)
