@@ -307,6 +307,8 @@ def port_holder(port: int, proc: Path = Path("/proc")) -> str | None:
         # 0A is LISTEN; 0100007F is 127.0.0.1 and 00000000 any address, in /proc's byte order.
         if state == "0A" and int(hex_port, 16) == port and address in ("0100007F", "00000000"):
             inodes.add(f"socket:[{inode}]")
+    if not inodes:
+        return None  # nothing listens there over IPv4: no process to look for
     for fd_dir in proc.glob("[0-9]*/fd"):
         try:
             if any(os.readlink(fd) in inodes for fd in fd_dir.iterdir()):

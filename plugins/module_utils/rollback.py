@@ -306,15 +306,12 @@ def assess(
         "level1": level1,
         "level2": level2,
         "level3": level3,
-        "advice": advice(level1, level3, current, level2),
+        "advice": advice(level1, level2, level3, current),
     }
 
 
 def advice(
-    level1: Mapping[str, Any],
-    level3: Mapping[str, Any],
-    current: str | None,
-    level2: Mapping[str, Any] | None = None,
+    level1: Mapping[str, Any], level2: Mapping[str, Any], level3: Mapping[str, Any], current: str | None
 ) -> list[str]:
     """One line per level: is it still safe, what does it cost."""
     lines = []
@@ -328,18 +325,17 @@ def advice(
     else:
         lost = "; ".join(f"{n} {kind}" for kind, n in level1["losses"].items())
         lines.append(f"Level 1 LOSES data: {lost}. Only with rollback_accept_loss=true, or choose a higher target.")
-    if level2 is not None:
-        if level2["safe"]:
-            lines.append(
-                f"Level 2 changes no data: traffic goes back to blue (v1.2), the database stays at {current} and blue "
-                "keeps reading and writing it (seconds; no write loss)."
-            )
-        else:
-            tables = ", ".join(level2["tables_refusing_legacy_inserts"])
-            lines.append(
-                f"Level 2 is NOT SAFE: organization_id is NOT NULL without a default on {tables} (the contract step "
-                "ran), so every insert of blue (v1.2) there would fail. Fix forward on green instead."
-            )
+    if level2["safe"]:
+        lines.append(
+            f"Level 2 changes no data: traffic goes back to blue (v1.2), the database stays at {current} and blue "
+            "keeps reading and writing it (seconds; no write loss)."
+        )
+    else:
+        tables = ", ".join(level2["tables_refusing_legacy_inserts"])
+        lines.append(
+            f"Level 2 is NOT SAFE: organization_id is NOT NULL without a default on {tables} (the contract step "
+            "ran), so every insert of blue (v1.2) there would fail. Fix forward on green instead."
+        )
     if not level3["possible"]:
         lines.append("Level 3 not possible: no verified pre-migration backup of this database.")
     else:
