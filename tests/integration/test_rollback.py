@@ -294,3 +294,20 @@ def test_rollback_level2_prints_the_assessment_before_switching(inventory):
     # The plays of the other levels select no host quietly; only the absent lb group is warned about.
     unmatched = [line for line in result.stderr.splitlines() if "Could not match supplied host pattern" in line]
     assert unmatched and all(line.rstrip().endswith("ignoring: lb") for line in unmatched), result.stderr
+
+
+def test_rollback_level2_refused_once_contracted_unless_accepted(inventory, seeded_db):
+    alembic_ops.migrate(seeded_db, ALEMBIC_DIR, "006")
+    alembic_ops.contract(seeded_db, ALEMBIC_DIR)
+
+    refused = run_playbook(inventory, "rollback.yml", "-e", "rollback_level=2")
+    accepted = run_playbook(
+        inventory, "rollback.yml", "-e", "rollback_level=2", "-e", "rollback_accept_failing_writes=true"
+    )
+
+    out = flat(refused)
+    assert refused.returncode != 0
+    assert "Refusing rollback level 2" in out and "rollback_accept_failing_writes=true" in out
+    assert "shipments" in out  # names the tables whose inserts would fail
+    assert accepted.returncode == 0, flat(accepted)
+    assert "Level 2 is NOT SAFE" in flat(accepted)
