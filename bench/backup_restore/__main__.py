@@ -1,19 +1,22 @@
 """Backup/restore benchmark: the collection's pg_backup and pg_restore against raw pg_dump/pg_restore.
 
-    .venv/bin/python -m bench.backup_restore            # scale 1796 (about 2.5 M rows)
+    .venv/bin/python -m bench.backup_restore            # scale 1796 (about 2.5 M rows), 5 rounds per format
     .venv/bin/python -m bench.backup_restore --smoke    # a few thousand rows, seconds: proves it still runs
 
 Starts its own PostgreSQL (tools.localpg, free port, temporary directory) and seeds revision 002 once. Then, in
 one run and per format (custom with 1 job, directory with ``--jobs`` jobs), interleaving raw and collection runs
-so that drift hits both alike:
+so that drift hits both alike (each pair in turn: raw first in even rounds, collection first in odd ones; a
+``CHECKPOINT`` before every timed run, so no run pays for writing out the buffers the one before it dirtied):
 
 - dump: raw ``pg_dump`` vs ``backup.create(verify="none")`` (snapshot, counts, dump, sha256, manifest);
 - verification: the verification stage of ``backup.create(verify="restore")`` (``pg_restore --list``, test restore
   into a scratch database, exact row counts, scratch dropped), timed inside that run, vs a raw ``pg_restore``;
 - restore: raw ``createdb`` + ``pg_restore`` vs ``restore.restore`` without the safety backup (checks, restore
-  into a fresh database, exact counts, swap).
+  into a fresh database, exact counts, swap). The column "added" is the part of the collection's restore outside
+  its own ``pg_restore`` run: the work it adds, apart from the run-to-run spread of ``pg_restore`` itself.
 
-Each figure is the median of ``--repeat`` runs. Prints a table of seconds and ratios; writes JSON under
+Each figure is the median of ``--repeat`` runs, each ratio the median of the rounds' own ratios (the ratio of
+the medians is in the JSON too). Prints a table of seconds and ratios; writes JSON under
 .local/bench/backup_restore/. Targets (issue 4): dump <= 1.05x raw, restore <= 1.05x raw, verification <= 1.2x a
 raw restore, directory format with 2 jobs faster than custom (dump + restore).
 """
@@ -21,6 +24,8 @@ raw restore, directory format with 2 jobs faster than custom (dump + restore).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import json
 import shutil
 import statistics
@@ -83,30 +88,71 @@ def drop(conn: ConnInfo, name: str) -> None:
     admin(conn, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+def checkpoint(conn: ConnInfo) -> None:
+    # Before every timed run: the previous run's dirty buffers are written now, not by the checkpointer in the
+    # middle of whichever run comes next.
+    admin(conn, sql.SQL("CHECKPOINT"))
+
+
+def in_turn(conn: ConnInfo, round_: int, raw: Callable[[], Any], collection: Callable[[], Any]) -> tuple[Any, Any]:
+    """Run a raw/collection pair, the raw one first in even rounds and second in odd ones, each after a checkpoint:
+    neither side always runs on the cache (or the background work) the other left behind. Returns both results."""
+    order = (raw, collection) if round_ % 2 == 0 else (collection, raw)
+    results = {}
+    for action in order:
+        checkpoint(conn)
+        results[action] = action()
+    return results[raw], results[collection]
+
+
+def raw_restore(conn: ConnInfo, pg_restore_argv: list[str], dbname: str) -> float:
+    """Seconds of ``CREATE DATABASE`` + ``pg_restore`` into a new ``dbname`` (dropped before and after)."""
+    drop(conn, dbname)
+    started = time.perf_counter()
+    admin(
+        conn,
+        sql.SQL("CREATE DATABASE {} TEMPLATE template0 OWNER {}").format(
+            sql.Identifier(dbname), sql.Identifier(conn.user)
+        ),
+    )
+    run_raw([*pg_restore_argv, f"--dbname={dbname}"], conn)
+    elapsed = time.perf_counter() - started
+    drop(conn, dbname)
+    return elapsed
+
+
+def collection_restore(conn: ConnInfo, request: restore.RestoreRequest) -> tuple[float, float]:
+    """(seconds of the collection's restore, seconds of it outside its own pg_restore run); target dropped after."""
+    started = time.perf_counter()
+    result = restore.restore(request, run=subprocess_runner)
+    elapsed = time.perf_counter() - started
+    drop(conn, request.conn.dbname)
+    # What the collection adds to pg_restore: checks, scratch database, counts, revision, swap.
+    return elapsed, elapsed - result.restore["timings"]["restore_s"]
+
+
 def measure_format(conn: ConnInfo, work: Path, fmt: str, jobs: int, repeat: int, bindir: Path) -> dict[str, Any]:
     """Median seconds of raw and collection dump, verification and restore for one format/job count."""
     pg_dump, pg_restore = str(bindir / "pg_dump"), str(bindir / "pg_restore")
     parallel = [f"--jobs={jobs}"] if jobs > 1 else []
-    keys = ("raw_dump", "dump", "dump_verified", "verification", "raw_restore", "restore")
+    keys = ("raw_dump", "dump", "dump_verified", "verification", "raw_restore", "restore", "restore_outside_pg_restore")
     times: dict[str, list[float]] = {k: [] for k in keys}
     raw_path = work / f"raw.{fmt}"
-    target = conn.with_db("bench_target")
+    dump_argv = [
+        pg_dump,
+        f"--format={fmt}",
+        f"--file={raw_path}",
+        *(parallel if fmt == "directory" else []),
+        "--no-password",
+        f"--dbname={conn.dbname}",
+    ]
+    restore_argv = [pg_restore, "--no-owner", "--exit-on-error", *parallel, "--no-password", str(raw_path)]
     for round_ in range(repeat):
-        # Raw dump, then the collection's dump alone (verify none), then with verification.
+        # Raw dump and the collection's dump alone (verify none), in turn; then the collection's with verification.
         shutil.rmtree(raw_path, ignore_errors=True)
         raw_path.unlink(missing_ok=True)
-        dump_jobs = parallel if fmt == "directory" else []
-        argv = [
-            pg_dump,
-            f"--format={fmt}",
-            f"--file={raw_path}",
-            *dump_jobs,
-            "--no-password",
-            f"--dbname={conn.dbname}",
-        ]
-        times["raw_dump"].append(timed(run_raw, argv, conn))
         dest = work / f"backups-{fmt}-{round_}"
-        request = backup.BackupRequest(
+        dump_request = backup.BackupRequest(
             conn=conn,
             dest=dest,
             environment="bench",
@@ -116,47 +162,26 @@ def measure_format(conn: ConnInfo, work: Path, fmt: str, jobs: int, repeat: int,
             format=fmt,
             jobs=jobs,
         )
-        times["dump"].append(timed(backup.create, request, run=subprocess_runner))
-        verified_request = backup.BackupRequest(
-            conn=conn,
-            dest=dest,
-            environment="bench",
-            name="verified",
-            verify="restore",
-            pg_bin_dir=bindir,
-            format=fmt,
-            jobs=jobs,
+        raw_seconds, seconds = in_turn(
+            conn,
+            round_,
+            functools.partial(timed, run_raw, dump_argv, conn),
+            functools.partial(timed, backup.create, dump_request, run=subprocess_runner),
         )
+        times["raw_dump"].append(raw_seconds)
+        times["dump"].append(seconds)
+        verified_request = dataclasses.replace(dump_request, name="verified", verify="restore")
+        checkpoint(conn)
         started = time.perf_counter()
         verified = backup.create(verified_request, run=subprocess_runner)
         times["dump_verified"].append(time.perf_counter() - started)
         # Measured inside the run: pg_restore --list + test restore + exact counts + scratch create/drop.
         times["verification"].append(verified.timings["verify_s"])
 
-        # Raw restore into a new database, then the collection's restore (no safety backup) of the verified one.
-        drop(conn, "bench_raw")
-
-        def raw_restore() -> None:
-            admin(
-                conn, sql.SQL("CREATE DATABASE bench_raw TEMPLATE template0 OWNER {}").format(sql.Identifier(conn.user))
-            )
-            run_raw(
-                [
-                    pg_restore,
-                    "--no-owner",
-                    "--exit-on-error",
-                    *parallel,
-                    "--no-password",
-                    "--dbname=bench_raw",
-                    str(raw_path),
-                ],
-                conn,
-            )
-
-        times["raw_restore"].append(timed(raw_restore))
-        drop(conn, "bench_raw")
+        # Raw createdb + pg_restore into a new database and the collection's restore (no safety backup) of the
+        # verified backup, in turn.
         restore_request = restore.RestoreRequest(
-            conn=target,
+            conn=conn.with_db("bench_target"),
             backup_dir=dest,
             environment="bench",
             name="verified",
@@ -167,41 +192,56 @@ def measure_format(conn: ConnInfo, work: Path, fmt: str, jobs: int, repeat: int,
             pg_bin_dir=bindir,
             force=True,
         )
-        times["restore"].append(timed(restore.restore, restore_request, run=subprocess_runner))
-        drop(conn, "bench_target")
+        raw_seconds, (seconds, added) = in_turn(
+            conn,
+            round_,
+            functools.partial(raw_restore, conn, restore_argv, "bench_raw"),
+            functools.partial(collection_restore, conn, restore_request),
+        )
+        times["raw_restore"].append(raw_seconds)
+        times["restore"].append(seconds)
+        times["restore_outside_pg_restore"].append(added)
         shutil.rmtree(dest, ignore_errors=True)
     size = backup.sha256_path(raw_path)[1]
     shutil.rmtree(raw_path, ignore_errors=True)
     raw_path.unlink(missing_ok=True)
     medians = {key: statistics.median(values) for key, values in times.items()}
-    verification = medians["verification"]
+    pairs = {
+        "dump": ("dump", "raw_dump"),
+        "restore": ("restore", "raw_restore"),
+        "verification": ("verification", "raw_restore"),
+    }
     return {
         "format": fmt,
         "jobs": jobs,
         "size_bytes": size,
         "runs": times,
         "seconds": medians,
-        "ratios": {
-            "dump": medians["dump"] / medians["raw_dump"],
-            "restore": medians["restore"] / medians["raw_restore"],
-            "verification": verification / medians["raw_restore"],
-        },
+        # The verdicts: the median of each round's own ratio. A round's two runs are minutes apart at most,
+        # so a slow spell of the machine mostly hits both; the ratio of the medians is kept beside it.
+        "ratios": {key: paired_ratio(times[mine], times[raw]) for key, (mine, raw) in pairs.items()},
+        "ratios_of_medians": {key: medians[mine] / medians[raw] for key, (mine, raw) in pairs.items()},
     }
+
+
+def paired_ratio(collection: list[float], raw: list[float]) -> float:
+    """Median over the rounds of collection / raw, each round's runs compared with each other."""
+    return statistics.median(mine / theirs for mine, theirs in zip(collection, raw, strict=True))
 
 
 def report(results: list[dict[str, Any]], rows: int) -> tuple[str, dict[str, bool]]:
     lines = [
-        f"Backup/restore benchmark, {rows:,} rows (medians, seconds; ratio = collection / raw)",
+        f"Backup/restore benchmark, {rows:,} rows (median seconds; ratio: median of each round's collection / raw)",
         "",
         f"{'format':<16}{'raw dump':>10}{'dump':>8}{'ratio':>7}{'verify':>9}{'ratio':>7}"
-        f"{'raw rest.':>11}{'restore':>9}{'ratio':>7}{'size MB':>9}",
+        f"{'raw rest.':>11}{'restore':>9}{'ratio':>7}{'added':>7}{'size MB':>9}",
     ]
     for r in results:
         s, q = r["seconds"], r["ratios"]
         lines.append(
             f"{r['format'] + ' -j' + str(r['jobs']):<16}{s['raw_dump']:>10.2f}{s['dump']:>8.2f}{q['dump']:>7.3f}"
             f"{s['verification']:>9.2f}{q['verification']:>7.3f}{s['raw_restore']:>11.2f}{s['restore']:>9.2f}"
-            f"{q['restore']:>7.3f}{r['size_bytes'] / 1e6:>9.1f}"
+            f"{q['restore']:>7.3f}{s['restore_outside_pg_restore']:>7.2f}{r['size_bytes'] / 1e6:>9.1f}"
         )
     verdicts = {}
     for key, limit in TARGETS.items():
@@ -221,11 +261,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.backup_restore", description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=int, default=1796, help="tools.seed scale (1796: about 2.5 M rows)")
     parser.add_argument("--jobs", type=int, default=2, help="jobs of the directory format")
-    parser.add_argument("--repeat", type=int, default=1, help="runs per figure (the median is reported)")
-    parser.add_argument("--smoke", action="store_true", help="scale 2, one run: seconds, proves it still works")
+    parser.add_argument(
+        "--repeat", type=int, default=5, help="rounds per format (medians are reported; the machine is noisy)"
+    )
+    parser.add_argument(
+        "--smoke", action="store_true", help="scale 2, two rounds (both orders): seconds, proves it still works"
+    )
     parser.add_argument("--out", type=Path, default=OUT_DIR, help="directory of the JSON result")
     args = parser.parse_args(argv)
     scale = 2 if args.smoke else args.scale
+    repeat = 2 if args.smoke else args.repeat
 
     base = Path(tempfile.mkdtemp(prefix="tracehub-bench-br-"))
     base.chmod(0o755)
@@ -253,8 +298,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Seeded {rows:,} rows (scale {scale}) in {time.perf_counter() - started:.0f} s", flush=True)
         bindir = find_bindir()
         results = [
-            measure_format(conn, work, "custom", 1, args.repeat, bindir),
-            measure_format(conn, work, "directory", args.jobs, args.repeat, bindir),
+            measure_format(conn, work, "custom", 1, repeat, bindir),
+            measure_format(conn, work, "directory", args.jobs, repeat, bindir),
         ]
     finally:
         server.remove()
@@ -266,9 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / ("smoke.json" if args.smoke else "results.json")
     out.write_text(
-        json.dumps(
-            {"rows": rows, "scale": scale, "repeat": args.repeat, "results": results, "targets": verdicts}, indent=2
-        )
+        json.dumps({"rows": rows, "scale": scale, "repeat": repeat, "results": results, "targets": verdicts}, indent=2)
         + "\n"
     )
     print(f"\nJSON: {out}")

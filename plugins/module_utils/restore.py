@@ -586,7 +586,7 @@ def _restore(
         "terminated_sessions": 0,
         "restored_row_counts": None,
         "alembic_revision": manifest.get("alembic_revision"),
-        "timings": {},
+        "timings": {"checks_s": round((clock() - started).total_seconds(), 3)},
         "check_mode": dry_run,
     }
     on_stage("checked")

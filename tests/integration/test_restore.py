@@ -116,6 +116,11 @@ def test_restore_round_trip_every_table_equal(live_db, tmp_path, admin_conn, fmt
     assert "-pre-restore-" in info["safety_backup"]["name"]
     assert not [name for name in databases(admin_conn) if name.startswith(SCRATCH_PREFIX)]
     assert any(f"--jobs={jobs}" in argv for argv in result.commands) == (jobs > 1)
+    timings = info["timings"]
+    stages = ("checks_s", "safety_backup_s", "restore_s", "verify_s", "swap_s")
+    assert set(timings) == {*stages, "total_s"}
+    # Each stage is timed on its own: together they cannot exceed the whole (rounding to 1 ms each aside).
+    assert sum(timings[stage] for stage in stages) <= timings["total_s"] + 0.005
 
 
 def test_restore_safety_backup_holds_the_state_before_the_restore(live_db, tmp_path):
