@@ -6,7 +6,8 @@
 Starts its own PostgreSQL (tools.localpg, free port, temporary directory) and seeds revision 002 once. Then, in
 one run and per format (custom with 1 job, directory with ``--jobs`` jobs), interleaving raw and collection runs
 so that drift hits both alike (each pair in turn: raw first in even rounds, collection first in odd ones; a
-``CHECKPOINT`` before every timed run, so no run pays for writing out the buffers the one before it dirtied):
+``CHECKPOINT`` and a ``sync`` before every timed run, so no run pays for writing out what the one before it
+dirtied; the seeded source vacuumed once and autovacuum off, so that it lands in no timed run):
 
 - dump: raw ``pg_dump`` vs ``backup.create(verify="none")`` (snapshot, counts, dump, sha256, manifest);
 - verification: the verification stage of ``backup.create(verify="restore")`` (``pg_restore --list``, test restore
@@ -27,6 +28,7 @@ import argparse
 import dataclasses
 import functools
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -88,10 +90,30 @@ def drop(conn: ConnInfo, name: str) -> None:
     admin(conn, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+def settle(conn: ConnInfo) -> None:
+    """Vacuum the seeded source once, then turn autovacuum off for the run.
+
+    Autovacuum wakes on the source and on each freshly restored database at moments of its own choosing; on
+    2 cores a pass over 2.5 M rows slows whichever run it lands in and not that run's pair. Neither the raw
+    tools nor the collection count on it.
+    """
+    source = connect((SUPERUSER or conn).with_db(conn.dbname))
+    source.autocommit = True
+    try:
+        with source.cursor() as cur:
+            cur.execute("VACUUM (ANALYZE)")
+    finally:
+        source.close()
+    admin(conn, sql.SQL("ALTER SYSTEM SET autovacuum = off"))
+    admin(conn, sql.SQL("SELECT pg_reload_conf()"))
+
+
 def checkpoint(conn: ConnInfo) -> None:
     # Before every timed run: the previous run's dirty buffers are written now, not by the checkpointer in the
-    # middle of whichever run comes next.
+    # middle of whichever run comes next; and, the server running with fsync off, the kernel writes them (and
+    # the dumps) to disk now, not by its writeback 30 s later, in the middle of the next run.
     admin(conn, sql.SQL("CHECKPOINT"))
+    os.sync()
 
 
 def in_turn(conn: ConnInfo, round_: int, raw: Callable[[], Any], collection: Callable[[], Any]) -> tuple[Any, Any]:
@@ -296,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         counts = seed(conn, scale)
         rows = sum(counts.values())
         print(f"Seeded {rows:,} rows (scale {scale}) in {time.perf_counter() - started:.0f} s", flush=True)
+        settle(conn)
         bindir = find_bindir()
         results = [
             measure_format(conn, work, "custom", 1, repeat, bindir),
