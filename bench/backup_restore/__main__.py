@@ -75,9 +75,9 @@ def run_raw(argv: list[str], conn: ConnInfo) -> None:
 SUPERUSER: ConnInfo | None = None
 
 
-def admin(conn: ConnInfo, statement: sql.Composable) -> None:
+def admin(conn: ConnInfo, statement: sql.Composable, database: str = "postgres") -> None:
     # As the superuser: DROP ... WITH (FORCE) must also end autovacuum on a freshly restored database.
-    connection = connect(SUPERUSER or conn.with_db("postgres"))
+    connection = connect((SUPERUSER or conn).with_db(database))
     connection.autocommit = True
     try:
         with connection.cursor() as cur:
@@ -97,13 +97,7 @@ def settle(conn: ConnInfo) -> None:
     2 cores a pass over 2.5 M rows slows whichever run it lands in and not that run's pair. Neither the raw
     tools nor the collection count on it.
     """
-    source = connect((SUPERUSER or conn).with_db(conn.dbname))
-    source.autocommit = True
-    try:
-        with source.cursor() as cur:
-            cur.execute("VACUUM (ANALYZE)")
-    finally:
-        source.close()
+    admin(conn, sql.SQL("VACUUM (ANALYZE)"), database=conn.dbname)
     admin(conn, sql.SQL("ALTER SYSTEM SET autovacuum = off"))
     admin(conn, sql.SQL("SELECT pg_reload_conf()"))
 
