@@ -1,6 +1,7 @@
 """Backup/restore benchmark: the collection's pg_backup and pg_restore against raw pg_dump/pg_restore.
 
-    .venv/bin/python -m bench.backup_restore            # scale 1796 (about 2.5 M rows), 5 rounds per format
+    .venv/bin/python -m bench.backup_restore            # scale 1796 (about 2.5 M rows), 5 rounds per format, each
+                                                        # with 3 restore pairs
     .venv/bin/python -m bench.backup_restore --smoke    # a few thousand rows, seconds: proves it still runs
 
 Starts its own PostgreSQL (tools.localpg, free port, temporary directory) and seeds revision 002 once. Then, in
@@ -11,13 +12,15 @@ dirtied; the seeded source vacuumed once and autovacuum off, so that it lands in
 
 - dump: raw ``pg_dump`` vs ``backup.create(verify="none")`` (snapshot, counts, dump, sha256, manifest);
 - verification: the verification stage of ``backup.create(verify="restore")`` (``pg_restore --list``, test restore
-  into a scratch database, exact row counts, scratch dropped), timed inside that run, vs a raw ``pg_restore``;
+  into a scratch database, exact row counts, scratch dropped), timed inside that run, vs a raw ``pg_restore`` (the
+  median of the round's);
 - restore: raw ``createdb`` + ``pg_restore`` vs ``restore.restore`` without the safety backup (checks, restore
   into a fresh database, exact counts, swap). The column "added" is the part of the collection's restore outside
-  its own ``pg_restore`` run: the work it adds, apart from the run-to-run spread of ``pg_restore`` itself.
+  its own ``pg_restore`` run: the work it adds, apart from the run-to-run spread of ``pg_restore`` itself. A
+  restore's spread is the widest of the three, so each round times ``--restore-pairs`` restore pairs.
 
-Each figure is the median of ``--repeat`` runs, each ratio the median of the rounds' own ratios (the ratio of
-the medians is in the JSON too). Prints a table of seconds and ratios; writes JSON under
+Each figure is the median of its runs, each ratio the median of the pairs' own ratios (the ratio of the medians
+is in the JSON too). Prints a table of seconds and ratios; writes JSON under
 .local/bench/backup_restore/. Targets (issue 4): dump <= 1.05x raw, restore <= 1.05x raw, verification <= 1.2x a
 raw restore, directory format with 2 jobs faster than custom (dump + restore).
 """
@@ -147,11 +150,26 @@ def collection_restore(conn: ConnInfo, request: restore.RestoreRequest) -> tuple
     return elapsed, elapsed - result.restore["timings"]["restore_s"]
 
 
-def measure_format(conn: ConnInfo, work: Path, fmt: str, jobs: int, repeat: int, bindir: Path) -> dict[str, Any]:
-    """Median seconds of raw and collection dump, verification and restore for one format/job count."""
+def measure_format(
+    conn: ConnInfo, work: Path, fmt: str, jobs: int, repeat: int, restore_pairs: int, bindir: Path
+) -> dict[str, Any]:
+    """Median seconds of raw and collection dump, verification and restore for one format/job count.
+
+    Each of the ``repeat`` rounds times one dump pair, one verified dump and ``restore_pairs`` restore pairs: a
+    restore's run-to-run spread is the widest here, and a restore pair is the cheapest to repeat.
+    """
     pg_dump, pg_restore = str(bindir / "pg_dump"), str(bindir / "pg_restore")
     parallel = [f"--jobs={jobs}"] if jobs > 1 else []
-    keys = ("raw_dump", "dump", "dump_verified", "verification", "raw_restore", "restore", "restore_outside_pg_restore")
+    keys = (
+        "raw_dump",
+        "dump",
+        "dump_verified",
+        "verification",
+        "raw_restore",
+        "raw_restore_of_round",
+        "restore",
+        "restore_outside_pg_restore",
+    )
     times: dict[str, list[float]] = {k: [] for k in keys}
     raw_path = work / f"raw.{fmt}"
     dump_argv = [
@@ -208,15 +226,19 @@ def measure_format(conn: ConnInfo, work: Path, fmt: str, jobs: int, repeat: int,
             pg_bin_dir=bindir,
             force=True,
         )
-        raw_seconds, (seconds, added) = in_turn(
-            conn,
-            round_,
-            functools.partial(raw_restore, conn, restore_argv, "bench_raw"),
-            functools.partial(collection_restore, conn, restore_request),
-        )
-        times["raw_restore"].append(raw_seconds)
-        times["restore"].append(seconds)
-        times["restore_outside_pg_restore"].append(added)
+        round_raw_restores = []
+        for pair in range(restore_pairs):
+            raw_seconds, (seconds, added) = in_turn(
+                conn,
+                round_ * restore_pairs + pair,
+                functools.partial(raw_restore, conn, restore_argv, "bench_raw"),
+                functools.partial(collection_restore, conn, restore_request),
+            )
+            round_raw_restores.append(raw_seconds)
+            times["restore"].append(seconds)
+            times["restore_outside_pg_restore"].append(added)
+        times["raw_restore"] += round_raw_restores
+        times["raw_restore_of_round"].append(statistics.median(round_raw_restores))
         shutil.rmtree(dest, ignore_errors=True)
     size = backup.sha256_path(raw_path)[1]
     shutil.rmtree(raw_path, ignore_errors=True)
@@ -225,7 +247,8 @@ def measure_format(conn: ConnInfo, work: Path, fmt: str, jobs: int, repeat: int,
     pairs = {
         "dump": ("dump", "raw_dump"),
         "restore": ("restore", "raw_restore"),
-        "verification": ("verification", "raw_restore"),
+        # The verified dump runs once a round: against the median of that round's raw restores.
+        "verification": ("verification", "raw_restore_of_round"),
     }
     return {
         "format": fmt,
@@ -237,6 +260,9 @@ def measure_format(conn: ConnInfo, work: Path, fmt: str, jobs: int, repeat: int,
         # so a slow spell of the machine mostly hits both; the ratio of the medians is kept beside it.
         "ratios": {key: paired_ratio(times[mine], times[raw]) for key, (mine, raw) in pairs.items()},
         "ratios_of_medians": {key: medians[mine] / medians[raw] for key, (mine, raw) in pairs.items()},
+        # What the collection's restore adds to a raw one with pg_restore's own spread left out: its seconds
+        # outside its pg_restore run, over a raw restore.
+        "restore_added_fraction": medians["restore_outside_pg_restore"] / medians["raw_restore"],
     }
 
 
@@ -281,12 +307,23 @@ def main(argv: list[str] | None = None) -> int:
         "--repeat", type=int, default=5, help="rounds per format (medians are reported; the machine is noisy)"
     )
     parser.add_argument(
-        "--smoke", action="store_true", help="scale 2, two rounds (both orders): seconds, proves it still works"
+        "--restore-pairs",
+        type=int,
+        default=3,
+        help="raw/collection restore pairs per round (restores spread the most from run to run)",
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="scale 2, two rounds (both orders) of two restore pairs: seconds, proves it still works",
     )
     parser.add_argument("--out", type=Path, default=OUT_DIR, help="directory of the JSON result")
     args = parser.parse_args(argv)
     scale = 2 if args.smoke else args.scale
     repeat = 2 if args.smoke else args.repeat
+    restore_pairs = 2 if args.smoke else args.restore_pairs
+    if repeat < 1 or restore_pairs < 1:
+        parser.error("--repeat and --restore-pairs take 1 or more")
 
     base = Path(tempfile.mkdtemp(prefix="tracehub-bench-br-"))
     base.chmod(0o755)
@@ -315,8 +352,8 @@ def main(argv: list[str] | None = None) -> int:
         settle(conn)
         bindir = find_bindir()
         results = [
-            measure_format(conn, work, "custom", 1, repeat, bindir),
-            measure_format(conn, work, "directory", args.jobs, repeat, bindir),
+            measure_format(conn, work, "custom", 1, repeat, restore_pairs, bindir),
+            measure_format(conn, work, "directory", args.jobs, repeat, restore_pairs, bindir),
         ]
     finally:
         server.remove()
@@ -328,7 +365,17 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / ("smoke.json" if args.smoke else "results.json")
     out.write_text(
-        json.dumps({"rows": rows, "scale": scale, "repeat": repeat, "results": results, "targets": verdicts}, indent=2)
+        json.dumps(
+            {
+                "rows": rows,
+                "scale": scale,
+                "repeat": repeat,
+                "restore_pairs": restore_pairs,
+                "results": results,
+                "targets": verdicts,
+            },
+            indent=2,
+        )
         + "\n"
     )
     print(f"\nJSON: {out}")
