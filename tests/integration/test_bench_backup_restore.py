@@ -22,5 +22,8 @@ def test_bench_backup_restore_smoke_writes_ratios_for_both_formats(tmp_path):
         raw_restores = result["runs"]["raw_restore"]
         assert result["runs"]["raw_restore_of_round"] == [statistics.median(raw_restores[i : i + 2]) for i in (0, 2)]
         assert 0 < result["restore_added_fraction"] < 1
+        assert result["same_work_ratio"] > 0
+        for key, (low, high) in result["ratio_intervals"].items():
+            assert low <= result["ratios"][key] <= high, key
         assert 0 < result["seconds"]["restore_outside_pg_restore"] < result["seconds"]["restore"]
         assert all(value > 0 for value in result["seconds"].values())
