@@ -294,7 +294,7 @@ def paired_interval(
     the same interval). It says how far the pairs' spread leaves the median free to move."""
     ratios = [mine / theirs for mine, theirs in zip(collection, raw, strict=True)]
     draw = random.Random(0)
-    medians = sorted(statistics.median(draw.choices(ratios, k=len(ratios))) for _ in range(resamples))
+    medians = sorted(statistics.median(draw.choices(ratios, k=len(ratios))) for _resample in range(resamples))
     tail = (1 - level) / 2
     return medians[int(tail * resamples)], medians[min(resamples - 1, int((1 - tail) * resamples))]
 
