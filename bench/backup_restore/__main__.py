@@ -243,10 +243,9 @@ def measure_format(
         times["raw_restore"] += round_raw_restores
         times["raw_restore_of_round"].append(statistics.median(round_raw_restores))
         shutil.rmtree(dest, ignore_errors=True)
-        latest = times["restore"][-restore_pairs:]
         print(
             f"{fmt} round {round_ + 1}/{repeat}: dump {times['dump'][-1] / times['raw_dump'][-1]:.3f}, restore "
-            + " ".join(f"{mine / raw:.3f}" for mine, raw in zip(latest, round_raw_restores, strict=True)),
+            + " ".join(f"{ratio:.3f}" for ratio in pair_ratios(times["restore"][-restore_pairs:], round_raw_restores)),
             flush=True,
         )
     size = backup.sha256_path(raw_path)[1]
@@ -282,9 +281,14 @@ def measure_format(
     }
 
 
+def pair_ratios(collection: list[float], raw: list[float]) -> list[float]:
+    """collection / raw of each pair: each pair's two runs compared with each other."""
+    return [mine / theirs for mine, theirs in zip(collection, raw, strict=True)]
+
+
 def paired_ratio(collection: list[float], raw: list[float]) -> float:
-    """Median over the pairs of collection / raw, each pair's two runs compared with each other."""
-    return statistics.median(mine / theirs for mine, theirs in zip(collection, raw, strict=True))
+    """Median over the pairs of collection / raw."""
+    return statistics.median(pair_ratios(collection, raw))
 
 
 def paired_interval(
@@ -292,7 +296,7 @@ def paired_interval(
 ) -> tuple[float, float]:
     """Bootstrap interval of ``paired_ratio``: the pairs resampled with replacement (seeded: the same runs give
     the same interval). It says how far the pairs' spread leaves the median free to move."""
-    ratios = [mine / theirs for mine, theirs in zip(collection, raw, strict=True)]
+    ratios = pair_ratios(collection, raw)
     draw = random.Random(0)
     medians = sorted(statistics.median(draw.choices(ratios, k=len(ratios))) for _resample in range(resamples))
     tail = (1 - level) / 2
