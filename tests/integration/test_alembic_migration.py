@@ -13,13 +13,15 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from ansible_collections.tracehub.deploy.plugins.module_utils import alembic_ops
+from ansible_collections.tracehub.deploy.plugins.module_utils import alembic_ops, backup
 from ansible_collections.tracehub.deploy.plugins.module_utils.errors import (
     ConnectionFailedError,
     LockHeldError,
     MigrationError,
 )
 from ansible_collections.tracehub.deploy.plugins.module_utils.pg import connect, operation_lock
+from ansible_collections.tracehub.deploy.plugins.module_utils.runner import subprocess_runner
+from tools.localpg import find_bindir
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -544,6 +546,24 @@ def test_migrate_role_refuses_without_recent_verified_backup(fresh_db, tmp_path)
 
 
 @needs_project_alembic
+def test_migrate_role_names_a_verified_backup_damaged_since(fresh_db, tmp_path):
+    _at_002_with_rows(fresh_db)
+    request = backup.BackupRequest(
+        conn=fresh_db, dest=tmp_path / "backups", environment="staging", pg_bin_dir=find_bindir(), force=True
+    )
+    manifest = backup.create(request, run=subprocess_runner).backup
+    archive = Path(manifest["path"])
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    archive.write_bytes(bytes(data))
+
+    run = _role_run(tmp_path, fresh_db)
+    assert run.returncode != 0, run.stdout
+    assert f"s in {tmp_path / 'backups'} (DAMAGED since they were verified: {manifest['name']}). Take one" in run.stdout
+    assert alembic_ops.current(fresh_db) == ("002",)
+
+
+@needs_project_alembic
 def test_migrate_role_with_waiver_applies_each_step_then_is_idempotent(fresh_db, tmp_path):
     _at_002_with_rows(fresh_db)
 
@@ -614,6 +634,28 @@ def test_migrate_role_failing_revision_goes_back_to_previous_and_names_step(fres
     assert entry["status"] == "failed"
     assert entry["data"]["failure"]["revision"] == "005"
     assert entry["data"]["revision_after"] == "004"
+
+
+@needs_project_alembic
+def test_migrate_role_failing_revision_without_rollback_stays_where_it_failed(fresh_db, tmp_path):
+    _at_002_with_rows(fresh_db)
+    broken = _broken_project_copy(tmp_path, "005", "    op.execute('SELECT 1/0')")
+    run = _role_run(
+        tmp_path,
+        fresh_db,
+        "-e",
+        "migrate_backup_waiver=true",
+        "-e",
+        "migrate_rollback_on_failure=false",
+        script_location=broken,
+    )
+    assert run.returncode != 0
+    assert "failed at revision 005" in run.stdout
+    assert (
+        "Rollback is disabled (migrate_rollback_on_failure=false): the database stays where the failure" in run.stdout
+    )
+    assert "returned to revision" not in run.stdout
+    assert alembic_ops.current(fresh_db) == ("004",)
 
 
 @needs_project_alembic
