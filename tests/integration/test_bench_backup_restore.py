@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import statistics
 
+import pytest
+
+from bench.backup_restore import __main__ as bench
 from bench.backup_restore.__main__ import main
 
 
 def test_bench_backup_restore_smoke_writes_ratios_for_both_formats(tmp_path):
     assert main(["--smoke", "--out", str(tmp_path)]) == 0
     data = json.loads((tmp_path / "smoke.json").read_text())
+    assert data["storage"].startswith(("memory", "disk"))
     assert [(r["format"], r["jobs"]) for r in data["results"]] == [("custom", 1), ("directory", 2)]
     for result in data["results"]:
         assert set(result["ratios"]) == set(result["ratios_of_medians"]) == {"dump", "restore", "verification"}
@@ -27,3 +31,28 @@ def test_bench_backup_restore_smoke_writes_ratios_for_both_formats(tmp_path):
             assert low <= result["ratios"][key] <= high, key
         assert 0 < result["seconds"]["restore_outside_pg_restore"] < result["seconds"]["restore"]
         assert all(value > 0 for value in result["seconds"].values())
+
+
+def test_storage_is_memory_only_when_it_holds_the_run_with_headroom(monkeypatch, tmp_path):
+    monkeypatch.setattr(bench, "MEMORY_ROOT", tmp_path)
+    free = bench.shutil.disk_usage(tmp_path).free
+    monkeypatch.setattr(bench, "available_memory", lambda: free)
+    fits = (free - bench.HEADROOM) // bench.FOOTPRINT_PER_SCALE
+    assert bench.choose_storage("auto", fits // 2) == (
+        tmp_path,
+        f"memory ({tmp_path}, {(fits // 2 * bench.FOOTPRINT_PER_SCALE + bench.HEADROOM) / 1024**3:.1f} GB needed)",
+    )
+    root, why = bench.choose_storage("auto", fits + 1)
+    assert root is None
+    assert why.startswith("disk (") and "needed" in why
+    assert bench.choose_storage("disk", 1) == (None, "disk (asked for)")
+    with pytest.raises(SystemExit, match="Lower --scale or use --storage disk"):
+        bench.choose_storage("memory", fits + 1)
+
+
+def test_storage_falls_back_to_disk_when_memory_is_short(monkeypatch, tmp_path):
+    monkeypatch.setattr(bench, "MEMORY_ROOT", tmp_path)
+    monkeypatch.setattr(bench, "available_memory", lambda: bench.HEADROOM)
+    root, why = bench.choose_storage("auto", 2)
+    assert root is None
+    assert "available" in why
