@@ -568,10 +568,24 @@ def list_argv(pg_restore: str, path: Path) -> list[str]:
     return [pg_restore, "--list", str(path)]
 
 
-def restore_argv(pg_restore: str, conn: ConnInfo, scratch: str, path: Path, jobs: int = 1) -> list[str]:
-    """The test-restore command line into the scratch database (password-free)."""
+def restore_argv(
+    pg_restore: str, conn: ConnInfo, dbname: str, path: Path, jobs: int = 1, options: Sequence[str] = ()
+) -> list[str]:
+    """pg_restore of ``path`` into ``dbname`` (password-free), stopping at the first error; ``options`` added.
+
+    Test restores and real restores (plugins/module_utils/restore.py) share it: a restore runs what the
+    backup's verification proved works.
+    """
     parallel = [f"--jobs={jobs}"] if jobs > 1 else []
-    return [pg_restore, "--no-owner", "--exit-on-error", *parallel, *_connection_args(conn, scratch), str(path)]
+    return [
+        pg_restore,
+        "--no-owner",
+        "--exit-on-error",
+        *options,
+        *parallel,
+        *_connection_args(conn, dbname),
+        str(path),
+    ]
 
 
 def _check_archive_listing(result: CommandResult, path: Path, fmt: str = "custom") -> None:

@@ -211,14 +211,10 @@ def restore_argv(
     pg_restore: str, conn: ConnInfo, dbname: str, path: Path, jobs: int, owner: str | None, no_privileges: bool
 ) -> list[str]:
     """pg_restore into ``dbname`` (password-free): objects owned by ``owner`` (or the login user)."""
-    argv = [pg_restore, "--no-owner", "--exit-on-error"]
-    if owner and owner != conn.user:
-        argv.append(f"--role={owner}")
+    options = [f"--role={owner}"] if owner and owner != conn.user else []
     if no_privileges:
-        argv.append("--no-privileges")
-    if jobs > 1:
-        argv.append(f"--jobs={jobs}")
-    return argv + backup._connection_args(conn, dbname) + [str(path)]
+        options.append("--no-privileges")
+    return backup.restore_argv(pg_restore, conn, dbname, path, jobs, options)
 
 
 def count_differences(expected: Mapping[str, int], actual: Mapping[str, int]) -> dict[str, dict[str, int | None]]:
