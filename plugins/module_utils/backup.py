@@ -37,6 +37,7 @@ from ansible_collections.tracehub.deploy.plugins.module_utils.errors import Back
 from ansible_collections.tracehub.deploy.plugins.module_utils.pg import (
     ConnInfo,
     connect,
+    count_differences,
     drop_database,
     operation_lock,
     pgpass_file,
@@ -906,14 +907,6 @@ def _new_manifest(
     }
 
 
-def _count_differences(expected: Mapping[str, int], actual: Mapping[str, int]) -> dict[str, dict[str, int | None]]:
-    return {
-        table: {"expected": expected.get(table), "restored": actual.get(table)}
-        for table in sorted(set(expected) | set(actual))
-        if expected.get(table) != actual.get(table)
-    }
-
-
 def _scratch_token_for(database_oid: int, token: Callable[[], str]) -> Callable[[], str]:
     return lambda: f"{database_oid}_{token()}"
 
@@ -968,7 +961,7 @@ def _test_restore(
             _RESTORE_ERROR_MARKERS,
         )
         restored = db.row_counts(scratch)
-        differences = _count_differences(expected, restored)
+        differences = count_differences(expected, restored)
         if differences:
             raise BackupError(
                 f"Test restore of {path.name} into {scratch} does not match the source: row counts differ in "

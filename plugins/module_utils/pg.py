@@ -12,7 +12,7 @@ import contextlib
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -250,6 +250,15 @@ def table_row_counts(connection: Any, schema: str = "public") -> dict[str, int]:
             cur.execute(sql.SQL("SELECT count(*) FROM {}.{}").format(sql.Identifier(schema), sql.Identifier(table)))
             counts[table] = int(cur.fetchone()[0])
     return counts
+
+
+def count_differences(expected: Mapping[str, int], restored: Mapping[str, int]) -> dict[str, dict[str, int | None]]:
+    """Tables whose row counts differ, each as {expected, restored}; a table missing on one side has None there."""
+    return {
+        table: {"expected": expected.get(table), "restored": restored.get(table)}
+        for table in sorted(set(expected) | set(restored))
+        if expected.get(table) != restored.get(table)
+    }
 
 
 # Client sessions the connected role may terminate. Other backends (autovacuum on a freshly restored database,

@@ -50,6 +50,7 @@ from ansible_collections.tracehub.deploy.plugins.module_utils.pg import (
     TERMINATE_SESSIONS_SQL,
     ConnInfo,
     connect,
+    count_differences,
     drop_database,
     operation_lock,
     pgpass_file,
@@ -215,15 +216,6 @@ def restore_argv(
     if no_privileges:
         options.append("--no-privileges")
     return backup.restore_argv(pg_restore, conn, dbname, path, jobs, options)
-
-
-def count_differences(expected: Mapping[str, int], actual: Mapping[str, int]) -> dict[str, dict[str, int | None]]:
-    """Tables whose row counts differ: {table: {expected, restored}}."""
-    return {
-        table: {"expected": expected.get(table), "restored": actual.get(table)}
-        for table in sorted(set(expected) | set(actual))
-        if expected.get(table) != actual.get(table)
-    }
 
 
 def backup_summary(manifest: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,12 @@ import psycopg2
 import pytest
 
 from ansible_collections.tracehub.deploy.plugins.module_utils.errors import ConnectionFailedError
-from ansible_collections.tracehub.deploy.plugins.module_utils.pg import ConnInfo, explain_connection_error, pgpass_file
+from ansible_collections.tracehub.deploy.plugins.module_utils.pg import (
+    ConnInfo,
+    count_differences,
+    explain_connection_error,
+    pgpass_file,
+)
 
 CONN = ConnInfo(host="db.example", port=5433, user="app", password="p%ss@w:rd", dbname="tracehub")
 
@@ -52,3 +57,11 @@ def test_explain_connection_error_names_cause(driver_text, expected):
     assert isinstance(error, ConnectionFailedError)
     assert expected in error.msg
     assert "p%ss@w:rd" not in error.msg
+
+
+def test_count_differences_names_each_table_and_a_missing_side():
+    assert count_differences({"a": 1, "b": 2, "d": 4}, {"a": 1, "b": 3, "c": 0}) == {
+        "b": {"expected": 2, "restored": 3},
+        "c": {"expected": None, "restored": 0},
+        "d": {"expected": 4, "restored": None},
+    }

@@ -193,10 +193,3 @@ def test_check_backup_unreadable_archive_refused(tmp_path):
     manifest = write_backup(tmp_path)
     with pytest.raises(RestoreError, match="archive is unreadable"):
         restore.check_backup(manifest, request(tmp_path), fake_run(listing="garbage"), 150004, [])
-
-
-def test_count_differences_names_each_table():
-    assert restore.count_differences({"a": 1, "b": 2}, {"a": 1, "b": 3, "c": 0}) == {
-        "b": {"expected": 2, "restored": 3},
-        "c": {"expected": None, "restored": 0},
-    }
