@@ -8,16 +8,15 @@ variable, before any database is contacted or any file is written.
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.integration.playbook_runs import db_inventory, run_playbook
+
 PROJECT_DIR = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 ROLES = sorted(p.name for p in (PROJECT_DIR / "roles").iterdir() if (p / "tasks" / "main.yml").is_file())
 
 
@@ -91,35 +90,21 @@ def test_argument_specs_role_readme_documents_every_variable(role):
 @pytest.fixture
 def unreachable_inventory(tmp_path):
     """A db host whose database nobody listens for: a run that got past validation would fail connecting."""
-    inv = tmp_path / "inventory"
-    inv.mkdir()
-    host_vars = {
-        "ansible_connection": "local",
-        "ansible_python_interpreter": sys.executable,
-        "tracehub_environment": "staging",
-        "db_host": "127.0.0.1",
-        "db_port": 9,
-        "db_name": "tracehub",
-        "db_user": "tracehub",
-        "db_password": "not:used@%",
-        "tracehub_backup_dir": str(tmp_path / "backups"),
-        "tracehub_records_dir": str(tmp_path / "runs"),
-    }
-    (inv / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {"db": {"hosts": {"test-db": host_vars}}}}}))
-    return inv
+    return db_inventory(
+        tmp_path,
+        tracehub_environment="staging",
+        db_host="127.0.0.1",
+        db_port=9,
+        db_name="tracehub",
+        db_user="tracehub",
+        db_password="not:used@%",
+        tracehub_backup_dir=str(tmp_path / "backups"),
+        tracehub_records_dir=str(tmp_path / "runs"),
+    )
 
 
 def _run(inventory: Path, playbook: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, ANSIBLE_CONFIG=str(PROJECT_DIR / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    return subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", str(inventory), str(PROJECT_DIR / "playbooks" / playbook), *extra],
-        cwd=PROJECT_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_playbook(inventory, playbook, *extra, timeout=300)
 
 
 def _failed_task(output: str) -> str:

@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-import yaml
 
 from ansible_collections.tracehub.deploy.plugins.module_utils.pg import connect, operation_lock
-from tools.localpg import find_bindir
+from tests.integration.playbook_runs import run_playbook, staging_inventory
 from tools.seed import TENANT_TABLES, seed
-
-PROJECT_DIR = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 
 
 @pytest.fixture
@@ -29,38 +21,7 @@ def seeded_db(fresh_db):
 @pytest.fixture
 def inventory(tmp_path, seeded_db):
     """An inventory shaped like staging/production with one db host pointing at the seeded database."""
-    inv = tmp_path / "inventory"
-    inv.mkdir()
-    host_vars = {
-        "ansible_connection": "local",
-        "ansible_python_interpreter": sys.executable,
-        "tracehub_environment": "staging",
-        "db_host": seeded_db.host,
-        "db_port": seeded_db.port,
-        "db_name": seeded_db.dbname,
-        "db_user": seeded_db.user,
-        "db_password": seeded_db.password,
-        "tracehub_backup_dir": str(tmp_path / "backups"),
-        "tracehub_records_dir": str(tmp_path / "runs"),
-        "backup_pg_bin_dir": str(find_bindir()),
-        "backup_poll_interval": 1,
-        "migrate_poll_interval": 1,
-    }
-    (inv / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {"db": {"hosts": {"test-db": host_vars}}}}}))
-    return inv
-
-
-def run_playbook(inventory: Path, playbook: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, ANSIBLE_CONFIG=str(PROJECT_DIR / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    return subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", str(inventory), str(PROJECT_DIR / "playbooks" / playbook), *extra],
-        cwd=PROJECT_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
+    return staging_inventory(tmp_path, seeded_db)
 
 
 def recap(output: str) -> dict[str, int]:

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from psycopg2 import sql
 
 from ansible_collections.tracehub.deploy.plugins.module_utils import alembic_ops, rollback
@@ -18,11 +15,11 @@ from ansible_collections.tracehub.deploy.plugins.module_utils.pg import connect
 from ansible_collections.tracehub.deploy.plugins.module_utils.restore import OLD_INFIX
 from ansible_collections.tracehub.deploy.plugins.module_utils.run_record import append_phase
 from ansible_collections.tracehub.deploy.plugins.module_utils.runner import subprocess_runner
+from tests.integration.playbook_runs import run_playbook, staging_inventory
 from tools.localpg import find_bindir
 from tools.seed import TENANT_TABLES, seed
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 ALEMBIC_DIR = str(PROJECT_DIR / "alembic")
 
 
@@ -41,40 +38,7 @@ def seeded_db(fresh_db, admin_conn):
 
 @pytest.fixture
 def inventory(tmp_path, seeded_db):
-    inv = tmp_path / "inventory"
-    inv.mkdir()
-    host_vars = {
-        "ansible_connection": "local",
-        "ansible_python_interpreter": sys.executable,
-        "tracehub_environment": "staging",
-        "db_host": seeded_db.host,
-        "db_port": seeded_db.port,
-        "db_name": seeded_db.dbname,
-        "db_user": seeded_db.user,
-        "db_password": seeded_db.password,
-        "tracehub_backup_dir": str(tmp_path / "backups"),
-        "tracehub_records_dir": str(tmp_path / "runs"),
-        "backup_pg_bin_dir": str(find_bindir()),
-        "backup_poll_interval": 1,
-        "migrate_poll_interval": 1,
-        "restore_poll_interval": 1,
-        "rollback_poll_interval": 1,
-    }
-    (inv / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {"db": {"hosts": {"test-db": host_vars}}}}}))
-    return inv
-
-
-def run_playbook(inventory: Path, playbook: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, ANSIBLE_CONFIG=str(PROJECT_DIR / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
-    return subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", str(inventory), str(PROJECT_DIR / "playbooks" / playbook), *extra],
-        cwd=PROJECT_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=900,
-    )
+    return staging_inventory(tmp_path, seeded_db)
 
 
 def flat(result: subprocess.CompletedProcess[str]) -> str:
