@@ -38,6 +38,7 @@ from ansible_collections.tracehub.deploy.plugins.module_utils.pg import (
     ConnInfo,
     connect,
     count_differences,
+    create_database_like,
     drop_database,
     operation_lock,
     pgpass_file,
@@ -47,7 +48,6 @@ from ansible_collections.tracehub.deploy.plugins.module_utils.runner import Comm
 
 try:
     import psycopg2
-    from psycopg2 import sql
 
     HAS_PSYCOPG2 = True
     _DB_ERRORS: tuple[type[BaseException], ...] = (psycopg2.Error,)
@@ -324,18 +324,7 @@ class PgDatabase:
         connection = self._connect("verify")
         connection.autocommit = True
         try:
-            with connection.cursor() as cur:
-                cur.execute(
-                    "SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database "
-                    "WHERE datname = current_database()"
-                )
-                encoding, collate, ctype = cur.fetchone()
-                cur.execute(
-                    sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING %s LC_COLLATE %s LC_CTYPE %s").format(
-                        sql.Identifier(name)
-                    ),
-                    (encoding, collate, ctype),
-                )
+            create_database_like(connection, name, self.conn.dbname)
         except psycopg2.Error as exc:
             cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             fix = ""

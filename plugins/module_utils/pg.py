@@ -252,6 +252,25 @@ def table_row_counts(connection: Any, schema: str = "public") -> dict[str, int]:
     return counts
 
 
+def create_database_like(connection: Any, name: str, like: str, owner: str | None = None) -> None:
+    """``CREATE DATABASE`` ``name`` from template0 with ``like``'s encoding and locale, owned by ``owner`` if given.
+
+    A copy restored into it then sorts and compares text as the original did, so its unique indexes accept
+    exactly the original's rows. ``connection`` is an autocommit connection to any database of the server.
+    """
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database WHERE datname = %s", (like,)
+        )
+        encoding, collate, ctype = cur.fetchone()
+        statement = sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING %s LC_COLLATE %s LC_CTYPE %s").format(
+            sql.Identifier(name)
+        )
+        if owner:
+            statement = statement + sql.SQL(" OWNER {}").format(sql.Identifier(owner))
+        cur.execute(statement, (encoding, collate, ctype))
+
+
 def count_differences(expected: Mapping[str, int], restored: Mapping[str, int]) -> dict[str, dict[str, int | None]]:
     """Tables whose row counts differ, each as {expected, restored}; a table missing on one side has None there."""
     return {

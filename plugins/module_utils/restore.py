@@ -51,6 +51,7 @@ from ansible_collections.tracehub.deploy.plugins.module_utils.pg import (
     ConnInfo,
     connect,
     count_differences,
+    create_database_like,
     drop_database,
     operation_lock,
     pgpass_file,
@@ -397,18 +398,10 @@ class PgRestoreTarget:
 
     def create_database(self, name: str, like: str | None, owner: str | None) -> None:
         """An empty database from template0 with ``like``'s encoding and locale."""
-        with self._admin("create") as connection, connection.cursor() as cur:
-            cur.execute(
-                "SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database WHERE datname = %s",
-                (like or self.maintenance.dbname,),
+        with self._admin("create") as connection:
+            create_database_like(
+                connection, name, like or self.maintenance.dbname, owner if owner != self.conn.user else None
             )
-            encoding, collate, ctype = cur.fetchone()
-            statement = sql.SQL("CREATE DATABASE {} TEMPLATE template0 ENCODING %s LC_COLLATE %s LC_CTYPE %s").format(
-                sql.Identifier(name)
-            )
-            if owner and owner != self.conn.user:
-                statement = statement + sql.SQL(" OWNER {}").format(sql.Identifier(owner))
-            cur.execute(statement, (encoding, collate, ctype))
 
     def drop_database(self, name: str) -> None:
         """Terminate the sessions this role may end, then ``DROP DATABASE IF EXISTS`` (retried while in use)."""
