@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -110,6 +111,25 @@ def find_pre_migration_backup(backup_dir: Path | str, environment: str, database
         if manifest["verified"] and manifest.get("pre_migration") and not restore.is_safety_backup(manifest):
             return manifest
     return None
+
+
+def check_reason(reason: str | None) -> None:
+    """Refuse a reason that looks like a mistyped decision-matrix situation.
+
+    Free text is a valid reason (it is printed and recorded), but a near miss such as ``validation_error``
+    would silently pick the default target instead of the matrix's, and undo more revisions than meant.
+    """
+    if not reason or reason in DECISION_MATRIX:
+        return
+    close = difflib.get_close_matches(reason.strip().lower(), DECISION_MATRIX, n=1, cutoff=0.75)
+    if close:
+        entry = DECISION_MATRIX[close[0]]
+        action = f"level 1 back to {entry['target']}" if entry["target"] else f"level {entry['level']}"
+        raise MigrationError(
+            f"rollback_reason {reason!r} refused: it is not a decision-matrix situation, but close to "
+            f"{close[0]!r} ({entry['when']}: {action}). Give -e rollback_reason={close[0]} for that, or a "
+            f"free-text reason that names no situation. Situations: {', '.join(DECISION_MATRIX)}."
+        )
 
 
 def choose_target(
@@ -237,6 +257,7 @@ def assess(
     now: datetime | None = None,
 ) -> dict[str, Any]:
     """Read-only: the plan and cost of rollback levels 1, 2 and 3 for ``conn``'s database."""
+    check_reason(reason)
     now = now or backup.utc_now()
     migration = find_migration(records_dir, environment, conn.dbname) if records_dir else None
     pre_backup = find_pre_migration_backup(backup_dir, environment, conn.dbname) if backup_dir else None
