@@ -125,12 +125,12 @@ def test_rollback_level1_after_site_returns_to_002_every_row_intact_then_unchang
     assert "Would downgrade" in flat(check)
 
     result = run_playbook(
-        inventory, "rollback.yml", "-e", "rollback_level=1", "-e", "rollback_reason=validation_errors_seen"
+        inventory, "rollback.yml", "-e", "rollback_level=1", "-e", "rollback_reason=customers_report_errors"
     )
     assert result.returncode == 0, result.stdout[-3000:]
     assert state(seeded_db) == ("002", baseline)
     assert "revision before the migration (run record" in flat(result)
-    assert "Reason given: validation_errors_seen" in flat(result)
+    assert "Reason given: customers_report_errors" in flat(result)
     assert "Level 1 is SAFE" in flat(result)
     record = [p for p in phases(tmp_path) if p["phase"] == "rollback_level_1"][-1]
     assert record["data"]["undone"] == ["006", "005", "004", "003"]
@@ -139,6 +139,18 @@ def test_rollback_level1_after_site_returns_to_002_every_row_intact_then_unchang
     again = run_playbook(inventory, "rollback.yml", "-e", "rollback_level=1")
     assert again.returncode == 0, again.stdout[-3000:]
     assert "changed=0" in again.stdout.split("PLAY RECAP", 1)[1]
+
+
+def test_rollback_mistyped_matrix_reason_refused_before_anything_changes(inventory, seeded_db, tmp_path):
+    migrate_like_site(seeded_db, tmp_path)
+    before = state(seeded_db)
+
+    result = run_playbook(inventory, "rollback.yml", "-e", "rollback_level=1", "-e", "rollback_reason=validation_error")
+
+    assert result.returncode != 0
+    assert "-e rollback_reason=validation_errors" in flat(result)
+    assert "level 1 back to 004" in flat(result)
+    assert state(seeded_db) == before
 
 
 @pytest.mark.parametrize("revision", ["003", "004", "005", "006"])
@@ -198,6 +210,8 @@ def test_rollback_level3_restores_pre_migration_backup_guarded_in_production(inv
     refused = run_playbook(inventory, "rollback.yml", "-e", "rollback_level=3", "-e", "tracehub_environment=production")
     assert check.returncode == 0, check.stdout[-3000:]
     assert "Would restore" in flat(check)
+    assert "check mode, nothing changed; still at revision 006" in flat(check)
+    assert "It would be REFUSED" in flat(check) and "Rows now" not in flat(check)
     assert refused.returncode != 0
     assert f"-e restore_confirm={seeded_db.dbname}" in flat(refused)
     assert state(seeded_db)[0] == "006"
