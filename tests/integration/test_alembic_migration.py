@@ -13,7 +13,7 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from ansible_collections.tracehub.deploy.plugins.module_utils import alembic_ops, backup
+from ansible_collections.tracehub.deploy.plugins.module_utils import alembic_ops, backup, restore
 from ansible_collections.tracehub.deploy.plugins.module_utils.errors import (
     ConnectionFailedError,
     LockHeldError,
@@ -560,6 +560,36 @@ def test_migrate_role_names_a_verified_backup_damaged_since(fresh_db, tmp_path):
     run = _role_run(tmp_path, fresh_db)
     assert run.returncode != 0, run.stdout
     assert f"s in {tmp_path / 'backups'} (DAMAGED since they were verified: {manifest['name']}). Take one" in run.stdout
+    assert alembic_ops.current(fresh_db) == ("002",)
+
+
+@needs_project_alembic
+def test_migrate_role_names_a_backup_of_the_database_a_restore_replaced(fresh_db, tmp_path):
+    _at_002_with_rows(fresh_db)
+    request = backup.BackupRequest(
+        conn=fresh_db, dest=tmp_path / "backups", environment="staging", pg_bin_dir=find_bindir(), force=True
+    )
+    manifest = backup.create(request, run=subprocess_runner).backup
+    # The restore swaps a new database in under the same name: another OID, so the backup is of the one replaced.
+    restore.restore(
+        restore.RestoreRequest(
+            conn=fresh_db,
+            backup_dir=tmp_path / "backups",
+            environment="staging",
+            name=manifest["name"],
+            safety_backup=False,
+            keep_old=0,
+            pg_bin_dir=find_bindir(),
+            force=True,
+        ),
+        run=subprocess_runner,
+    )
+
+    run = _role_run(tmp_path, fresh_db)
+    assert run.returncode != 0, run.stdout
+    assert f"not counted: {manifest['name']}, of the database this one replaced (another OID" in " ".join(
+        run.stdout.split()
+    )
     assert alembic_ops.current(fresh_db) == ("002",)
 
 

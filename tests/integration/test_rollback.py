@@ -208,12 +208,24 @@ def test_rollback_level3_restores_pre_migration_backup_guarded_in_production(inv
         inventory, "rollback.yml", "-e", "rollback_level=3", "-e", "tracehub_environment=production", "--check"
     )
     refused = run_playbook(inventory, "rollback.yml", "-e", "rollback_level=3", "-e", "tracehub_environment=production")
+    mistyped = run_playbook(
+        inventory,
+        "rollback.yml",
+        "-e",
+        "rollback_level=3",
+        "-e",
+        "tracehub_environment=production",
+        "-e",
+        f"restore_confirm={seeded_db.dbname.upper()}",
+    )
     assert check.returncode == 0, check.stdout[-3000:]
     assert "Would restore" in flat(check)
     assert "check mode, nothing changed; still at revision 006" in flat(check)
     assert "It would be REFUSED" in flat(check) and "Rows now" not in flat(check)
     assert refused.returncode != 0
     assert f"-e restore_confirm={seeded_db.dbname}" in flat(refused)
+    assert mistyped.returncode != 0
+    assert f"-e restore_confirm={seeded_db.dbname.upper()} does not name it." in flat(mistyped)
     assert state(seeded_db)[0] == "006"
 
     result = run_playbook(
