@@ -580,7 +580,7 @@ def _restore(
             return RestoreResult(
                 False,
                 f"{where} already holds backup {manifest['name']} (restored {marker.get('restored_at')}; revision "
-                "and row counts unchanged); nothing restored. Set force to restore it again.",
+                "and row counts unchanged); nothing restored. Set force (restore_force) to restore it again.",
                 info,
                 commands,
                 warnings,

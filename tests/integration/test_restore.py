@@ -146,7 +146,7 @@ def test_restore_second_run_unchanged_until_forced(live_db, tmp_path):
     forced = restore(request_for(live_db, tmp_path, force=True), run=subprocess_runner)
 
     assert second.changed is False
-    assert "already holds" in second.msg
+    assert "already holds" in second.msg and "Set force (restore_force)" in second.msg
     assert forced.changed is True
     assert len(list_backups(tmp_path).backups) == backups_before + 1  # only the forced run's safety backup
 
