@@ -524,6 +524,15 @@ def _at_002_with_rows(conn) -> None:
     connection.close()
 
 
+def _verified_backup_at_002(conn, tmp_path: Path) -> dict:
+    """The manifest of a verified staging backup (under tmp_path/backups) of ``conn`` at 002 with a few users."""
+    _at_002_with_rows(conn)
+    request = backup.BackupRequest(
+        conn=conn, dest=tmp_path / "backups", environment="staging", pg_bin_dir=find_bindir(), force=True
+    )
+    return backup.create(request, run=subprocess_runner).backup
+
+
 def _record(tmp_path: Path) -> dict:
     (path,) = (tmp_path / "runs").glob("*.json")  # the run id comes from the run_context role, absent here
     return json.loads(path.read_text())
@@ -547,11 +556,7 @@ def test_migrate_role_refuses_without_recent_verified_backup(fresh_db, tmp_path)
 
 @needs_project_alembic
 def test_migrate_role_names_a_verified_backup_damaged_since(fresh_db, tmp_path):
-    _at_002_with_rows(fresh_db)
-    request = backup.BackupRequest(
-        conn=fresh_db, dest=tmp_path / "backups", environment="staging", pg_bin_dir=find_bindir(), force=True
-    )
-    manifest = backup.create(request, run=subprocess_runner).backup
+    manifest = _verified_backup_at_002(fresh_db, tmp_path)
     archive = Path(manifest["path"])
     data = bytearray(archive.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -565,11 +570,7 @@ def test_migrate_role_names_a_verified_backup_damaged_since(fresh_db, tmp_path):
 
 @needs_project_alembic
 def test_migrate_role_names_a_backup_of_the_database_a_restore_replaced(fresh_db, tmp_path):
-    _at_002_with_rows(fresh_db)
-    request = backup.BackupRequest(
-        conn=fresh_db, dest=tmp_path / "backups", environment="staging", pg_bin_dir=find_bindir(), force=True
-    )
-    manifest = backup.create(request, run=subprocess_runner).backup
+    manifest = _verified_backup_at_002(fresh_db, tmp_path)
     # The restore swaps a new database in under the same name: another OID, so the backup is of the one replaced.
     restore.restore(
         restore.RestoreRequest(

@@ -112,7 +112,10 @@ def phases(tmp_path: Path) -> list[dict]:
 def test_rollback_level_unknown_refused_naming_the_implemented_levels(inventory):
     result = run_playbook(inventory, "rollback.yml", "-e", "rollback_level=7")
     assert result.returncode != 0
-    assert "Implemented levels: 1 = " in flat(result) and "3 = " in flat(result)
+    assert "got 7. Implemented levels: 1 = " in flat(result) and "3 = " in flat(result)
+    empty = run_playbook(inventory, "rollback.yml", "-e", "rollback_level=")
+    assert empty.returncode != 0
+    assert "got nothing. Implemented levels: 1 = " in flat(empty)
 
 
 def test_rollback_level1_after_site_returns_to_002_every_row_intact_then_unchanged(inventory, seeded_db, tmp_path):
@@ -204,20 +207,14 @@ def test_rollback_level3_restores_pre_migration_backup_guarded_in_production(inv
     migrate_like_site(seeded_db, tmp_path, "production")
     execute(seeded_db, "DELETE FROM audit_logs WHERE ctid IN (SELECT ctid FROM audit_logs LIMIT 5)")
 
-    check = run_playbook(
-        inventory, "rollback.yml", "-e", "rollback_level=3", "-e", "tracehub_environment=production", "--check"
-    )
-    refused = run_playbook(inventory, "rollback.yml", "-e", "rollback_level=3", "-e", "tracehub_environment=production")
-    mistyped = run_playbook(
-        inventory,
-        "rollback.yml",
-        "-e",
-        "rollback_level=3",
-        "-e",
-        "tracehub_environment=production",
-        "-e",
-        f"restore_confirm={seeded_db.dbname.upper()}",
-    )
+    def level3_in_production(*extra: str):
+        return run_playbook(
+            inventory, "rollback.yml", "-e", "rollback_level=3", "-e", "tracehub_environment=production", *extra
+        )
+
+    check = level3_in_production("--check")
+    refused = level3_in_production()
+    mistyped = level3_in_production("-e", f"restore_confirm={seeded_db.dbname.upper()}")
     assert check.returncode == 0, check.stdout[-3000:]
     assert "Would restore" in flat(check)
     assert "check mode, nothing changed; still at revision 006" in flat(check)
@@ -228,16 +225,7 @@ def test_rollback_level3_restores_pre_migration_backup_guarded_in_production(inv
     assert f"-e restore_confirm={seeded_db.dbname.upper()} does not name it." in flat(mistyped)
     assert state(seeded_db)[0] == "006"
 
-    result = run_playbook(
-        inventory,
-        "rollback.yml",
-        "-e",
-        "rollback_level=3",
-        "-e",
-        "tracehub_environment=production",
-        "-e",
-        f"restore_confirm={seeded_db.dbname}",
-    )
+    result = level3_in_production("-e", f"restore_confirm={seeded_db.dbname}")
 
     assert result.returncode == 0, result.stdout[-3000:]
     assert state(seeded_db) == before
